@@ -1,0 +1,208 @@
+"""Accuracy measurement against mpmath, shared by the tests and the docs script.
+
+Needs the ``test`` extra (mpmath). Errors are in ulps of the *true* value in
+the target dtype: ``|computed - exact| / ulp(exact)``, where ``ulp`` of a
+subnormal or zero result is the smallest subnormal. Inf where the exact value
+is finite (and does not round to inf), NaN, or a wrong sign count as an
+infinite error.
+
+The points (``points``) cover the whole float range: a dense sweep of
+[-30, 30], every binade from the smallest subnormal to the largest finite
+value (both signs, two mantissas per binade), the over/underflow thresholds of
+exp in both dtypes with their float neighbours, every branch point used by a
+formula with its neighbours, and, for derivatives that cross zero, a dense
+sweep around the root. +-0 are included; +-inf and NaN are checked exactly by
+the special-value tests instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _cpu
+
+# max ulp bounds (issue 2): forward 2 / 4, backward 4 / 8 (float32 / float64)
+BOUNDS = {
+    ("forward", "float32"): 2.0,
+    ("forward", "float64"): 4.0,
+    ("backward", "float32"): 4.0,
+    ("backward", "float64"): 8.0,
+    ("backward_y", "float32"): 4.0,
+    ("backward_y", "float64"): 8.0,
+}
+ROOT_ABS_WINDOW = 1e-3  # within this distance of a derivative's zero: absolute bound
+ROOT_ABS_FACTOR = 4.0  # |err| <= 4 * eps * max(1, |x|)
+
+# branch points of the formulas (and of exp) whose neighbourhoods are probed
+BREAKPOINTS = (
+    0.55, 0.5, 1.0, 1.5, 2.0, 3.0, 6.0, 26.0, 30.0, 36.7, 40.0, 60.0,
+    87.33654, 88.72284, 103.27893, 103.97208,  # float32 exp thresholds
+    700.0, 708.39642, 709.78271, 744.44007, 745.13321, 800.0, 1e290,
+)
+
+PREC_BITS = 192
+
+
+@dataclass
+class Result:
+    name: str
+    kind: str
+    dtype: str
+    params: tuple
+    n: int
+    max_ulp: float
+    p999_ulp: float
+    worst_x: float
+    failures: list  # (x, computed, exact, reason)
+
+    @property
+    def bound(self):
+        return BOUNDS[(self.kind, self.dtype)]
+
+
+def _neighbours(dtype, values, steps=3):
+    out = []
+    for v in values:
+        v = dtype.type(v)
+        up = dn = v
+        out.append(v)
+        for _ in range(steps):
+            up = np.nextafter(up, dtype.type(np.inf))
+            dn = np.nextafter(dn, dtype.type(-np.inf))
+            out += [up, dn]
+    return out
+
+
+def points(entry, dtype, seed=0):
+    """Finite test inputs (sorted, unique) for ``entry`` in ``dtype``."""
+    dtype = np.dtype(dtype)
+    fi = np.finfo(dtype)
+    rng = np.random.default_rng(seed)
+    pts = [np.linspace(-30, 30, 1201), rng.uniform(-30, 30, 800)]
+    # every binade, two mantissas each, both signs
+    emin_sub = fi.minexp - fi.nmant
+    exps = np.arange(emin_sub, fi.maxexp)
+    for m in (1.0, rng.uniform(1.0, 2.0)):
+        mags = np.ldexp(m, exps).astype(dtype) if dtype == np.float64 else np.ldexp(m, exps)
+        mags = mags[np.isfinite(mags.astype(dtype))]
+        pts += [mags, -mags]
+    pts.append(np.array([fi.smallest_subnormal, fi.tiny, fi.max], dtype=np.float64))
+    pts.append(-np.array([fi.smallest_subnormal, fi.tiny, fi.max], dtype=np.float64))
+    specials = [b for b in BREAKPOINTS if b < float(fi.max)]
+    specials = specials + [-b for b in specials]
+    if entry.params:
+        for p in entry.params:  # parameter values are kinks too (hardtanh)
+            specials += [p.default, p.test_value]
+    pts.append(np.array(_neighbours(dtype, specials), dtype=np.float64))
+    if entry.grad_root is not None:
+        r = entry.grad_root
+        pts.append(r + np.linspace(-2 * ROOT_ABS_WINDOW, 2 * ROOT_ABS_WINDOW, 201))
+        pts.append(r + np.linspace(-1.0, 1.0, 1001))
+        pts.append(np.array(_neighbours(dtype, [r, r - 0.6, r + 0.6]), dtype=np.float64))
+    x = np.concatenate([np.asarray(p, dtype=np.float64) for p in pts]).astype(dtype)
+    x = x[np.isfinite(x)]
+    x = np.unique(x)  # also merges -0.0 and 0.0: add both back
+    x = np.concatenate([x[x != 0], np.array([0.0, -0.0], dtype=dtype)])
+    return x
+
+
+def _ulp_scale(mp, exact, dtype):
+    fi = np.finfo(dtype)
+    p = fi.nmant + 1
+    if exact == 0:
+        e = fi.minexp
+    else:
+        e = max(int(mp.frexp(exact)[1]) - 1, fi.minexp)
+    return mp.ldexp(1, e - p + 1)
+
+
+def ulp_error(mp, computed, exact, dtype):
+    """Error of ``computed`` (a float of ``dtype``) in ulps of ``exact`` (mpf)."""
+    dtype = np.dtype(dtype)
+    fi = np.finfo(dtype)
+    if np.isnan(computed):
+        return np.inf
+    if np.isinf(computed):
+        limit = mp.mpf(float(fi.max)) * (1 + mp.ldexp(1, -(fi.nmant + 2)))
+        if abs(exact) >= limit and (exact > 0) == (computed > 0):
+            return 0.0
+        return np.inf
+    diff = abs(mp.mpf(float(computed)) - exact)
+    return float(diff / _ulp_scale(mp, exact, dtype))
+
+
+def _param_values(entry, which, dtype):
+    if which == "default":
+        vals = entry.defaults
+    else:
+        vals = tuple(p.test_value for p in entry.params)
+    return tuple(float(np.dtype(dtype).type(v)) for v in vals)
+
+
+def measure(entry, kind, dtype, which="default", seed=0):
+    """Measure ``entry``'s ``kind`` kernel in ``dtype`` over :func:`points`."""
+    import mpmath as mp
+
+    dtype = np.dtype(dtype)
+    params = _param_values(entry, which, dtype)
+    x = points(entry, dtype, seed)
+    fwd = _cpu.ufunc(entry, "forward", dtype)
+    one = np.ones_like(x)
+    with np.errstate(all="ignore"):
+        if kind == "forward":
+            arg = x
+            got = fwd(x, *params)
+            ref_fn = entry.ref
+        elif kind == "backward":
+            arg = x
+            got = _cpu.ufunc(entry, "backward", dtype)(one, x, *params)
+            ref_fn = entry.ref_grad
+        else:  # backward_y: the derivative through y = f(x), y taken as exact
+            arg = fwd(x, *params)
+            arg = arg[np.isfinite(arg)]
+            got = _cpu.ufunc(entry, "backward_y", dtype)(np.ones_like(arg), arg, *params)
+            ref_fn = entry.ref_grad_y
+    eps = float(np.finfo(dtype).eps)
+    errs = np.empty(len(arg))
+    failures = []
+    with mp.workprec(PREC_BITS):
+        mparams = [mp.mpf(p) for p in params]
+        for i, (a, c) in enumerate(zip(arg.tolist(), got.tolist())):
+            exact = ref_fn(mp, mp.mpf(a), *mparams)
+            near_root = (
+                kind == "backward"
+                and entry.grad_root is not None
+                and abs(a - entry.grad_root) <= ROOT_ABS_WINDOW
+            )
+            if near_root:
+                abs_err = abs(mp.mpf(c) - exact) if np.isfinite(c) else mp.inf
+                tol = ROOT_ABS_FACTOR * eps * max(1.0, abs(a))
+                errs[i] = 0.0
+                if not abs_err <= tol:
+                    failures.append((a, c, float(exact), f"abs error {float(abs_err):.3g} > {tol:.3g}"))
+                continue
+            e = ulp_error(mp, np.dtype(dtype).type(c), exact, dtype)
+            errs[i] = e
+            if exact != 0 and c != 0 and (c > 0) != (exact > 0):
+                failures.append((a, c, float(exact), "wrong sign"))
+    bound = BOUNDS[(kind, dtype.name)]
+    for i in np.nonzero(errs > bound)[0]:
+        failures.append((arg[i].item(), got[i].item(), None, f"{errs[i]:.3g} ulp > {bound}"))
+    k = int(np.argmax(errs)) if len(errs) else 0
+    return Result(
+        name=entry.name,
+        kind=kind,
+        dtype=dtype.name,
+        params=params,
+        n=len(arg),
+        max_ulp=float(errs.max()) if len(errs) else 0.0,
+        p999_ulp=float(np.quantile(errs, 0.999)) if len(errs) else 0.0,
+        worst_x=float(arg[k]) if len(arg) else float("nan"),
+        failures=failures,
+    )
+
+
+def kinds(entry):
+    return ("forward", "backward") + (("backward_y",) if entry.grad_y is not None else ())
