@@ -1,0 +1,43 @@
+"""Generated files are in sync with the catalog."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from fastact.catalog import ENTRIES
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _check(script):
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / script), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_readme_table_is_current():
+    _check("gen_readme.py")
+
+
+def test_rootpolys_are_current():
+    pytest.importorskip("mpmath")
+    _check("gen_rootpolys.py")
+
+
+def test_every_entry_with_a_root_has_a_polynomial():
+    from fastact._rootpolys import ROOTS
+
+    assert {e.name for e in ENTRIES if e.grad_root is not None} == set(ROOTS)
+
+
+def test_readme_first_screen_has_the_two_commands():
+    head = "\n".join((ROOT / "README.md").read_text().splitlines()[:25])
+    assert 'pip install -e ".[test]" && python -m fastact bench' in head
+    assert 'pip install -e ".[test]" && pytest' in head
+
+
+def test_accuracy_doc_lists_every_entry():
+    text = (ROOT / "docs" / "accuracy.md").read_text()
+    for e in ENTRIES:
+        assert f"| {e.name} |" in text
