@@ -1,8 +1,10 @@
 """fastact: numerically stable, fast activation functions as NumPy ufuncs.
 
-Every activation is declared once in :mod:`fastact.catalog`; the forward
-pass, the gradient (``.backward``) and, where it exists, the gradient from
-the output (``.backward_from_output``) are compiled by Numba on first use.
+Every elementwise activation is declared once in :mod:`fastact.catalog`; the
+forward pass, the gradient (``.backward``) and, where it exists, the gradient
+from the output (``.backward_from_output``) are compiled by Numba on first use.
+Row-wise and parametric functions (softmax, log_softmax, maxout, prelu,
+swiglu, geglu) are built on the same formulas.
 
 >>> import numpy as np, fastact
 >>> fastact.sigmoid(np.array([-100.0, 0.0, 100.0], dtype=np.float32))
@@ -10,10 +12,32 @@ array([3.7835e-44, 5.0000e-01, 1.0000e+00], dtype=float32)
 """
 
 from .api import ACTIVATIONS, ALIASES, ActivationFunction
+from .gated import GATED_FUNCTIONS, geglu, swiglu
+from .maxout import maxout
+from .prelu import prelu
+from .rowwise import ROW_FUNCTIONS, log_softmax, softmax
 
 __version__ = "0.1.0"
 
 globals().update(ACTIVATIONS)
 globals().update({alias: ACTIVATIONS[name] for alias, name in ALIASES.items()})
 
-__all__ = ["ACTIVATIONS", "ALIASES", "ActivationFunction", *ACTIVATIONS, *ALIASES]
+#: every public function by name: elementwise, row-wise and parametric
+FUNCTIONS = {
+    **ACTIVATIONS,
+    **ROW_FUNCTIONS,
+    **GATED_FUNCTIONS,
+    "maxout": maxout,
+    "prelu": prelu,
+}
+
+__all__ = [
+    "ACTIVATIONS",
+    "ALIASES",
+    "FUNCTIONS",
+    "ROW_FUNCTIONS",
+    "GATED_FUNCTIONS",
+    "ActivationFunction",
+    *FUNCTIONS,
+    *ALIASES,
+]

@@ -40,7 +40,7 @@ def _stamp():
     if _stamp_value is None:
         here = pathlib.Path(__file__).parent
         h = hashlib.sha256()
-        for name in ("formulas.py", "_mathlib.py", "_rootpolys.py", "_cpu.py", "_jit.py"):
+        for name in ("formulas.py", "_mathlib.py", "_rootpolys.py", "_rowkernels.py", "_cpu.py", "_jit.py"):
             h.update((here / name).read_bytes())
         _stamp_value = h.hexdigest()[:16]
     return _stamp_value
@@ -116,44 +116,163 @@ def _formula(entry, kind):
     return fn
 
 
-def dufunc(entry, kind):
-    """The (uncompiled until used) DUFunc of ``entry``'s ``kind``."""
-    key = (entry.name, kind)
-    uf = _dufuncs.get(key)
-    if uf is not None:
-        return uf
-    with _lock:
-        uf = _dufuncs.get(key)
-        if uf is None:
-            import numba
-
-            ensure_registered()
-            fn = _formula(entry, kind)
-            maker = _MAKERS[("forward" if kind == "forward" else "backward", len(entry.params))]
-            kernel = maker(fn, _stamp())
-            kernel.__name__ = kernel.__qualname__ = f"{entry.name}_{kind}"
-            uf = numba.vectorize(cache=True)(kernel)
-            _dufuncs[key] = uf
-    return uf
+def _get_or_build(table, key, build):
+    """``table[key]``, built once under the lock (the compiler is not re-entrant)."""
+    obj = table.get(key)
+    if obj is None:
+        with _lock:
+            obj = table.get(key)
+            if obj is None:
+                ensure_registered()
+                obj = table[key] = build()
+    return obj
 
 
-def ufunc(entry, kind, dtype):
-    """The real ``np.ufunc`` of ``entry``'s ``kind`` with a compiled ``dtype`` loop."""
-    dtype = np.dtype(dtype)
-    key = (entry.name, kind, dtype)
-    uf = dufunc(entry, kind)
+def _named(kernel, name):
+    # distinct names give distinct cache files (and readable profiles)
+    kernel.__name__ = kernel.__qualname__ = name
+    return kernel
+
+
+def _lazy_vectorize(kernel):
+    import numba
+
+    return numba.vectorize(cache=True)(kernel)
+
+
+def _add_loop(uf, key, dtype, nin):
     if key not in _compiled:
         with _lock:
             if key not in _compiled:
-                t = _NUMBA_NAME[dtype]
-                nin = (1 if kind == "forward" else 2) + len(entry.params)
+                t = _NUMBA_NAME[np.dtype(dtype)]
                 uf.add(f"{t}({', '.join([t] * nin)})")
                 _compiled.add(key)
     return uf.ufunc
 
 
+def dufunc(entry, kind):
+    """The (uncompiled until used) DUFunc of ``entry``'s ``kind``."""
+
+    def build():
+        maker = _MAKERS[("forward" if kind == "forward" else "backward", len(entry.params))]
+        kernel = maker(_formula(entry, kind), _stamp())
+        return _lazy_vectorize(_named(kernel, f"{entry.name}_{kind}"))
+
+    return _get_or_build(_dufuncs, (entry.name, kind), build)
+
+
+def ufunc(entry, kind, dtype):
+    """The real ``np.ufunc`` of ``entry``'s ``kind`` with a compiled ``dtype`` loop."""
+    dtype = np.dtype(dtype)
+    nin = (1 if kind == "forward" else 2) + len(entry.params)
+    return _add_loop(dufunc(entry, kind), (entry.name, kind, dtype), dtype, nin)
+
+
 def full_ufunc(entry, kind):
-    """The ``np.ufunc`` with both float32 and float64 loops compiled."""
+    """The ``np.ufunc`` with both loops compiled, float32 first.
+
+    NumPy picks the first loop that the inputs cast to safely, so a float64
+    loop listed first would turn float32 inputs into float64 results; when
+    first use compiled float64 first, the DUFunc is rebuilt in canonical order
+    (from the disk cache, so this costs a load, not a compile).
+    """
     for dt in DTYPES:
         uf = ufunc(entry, kind, dt)
+    if uf.types[0].startswith("d"):
+        with _lock:
+            old = dufunc(entry, kind)
+            if old.ufunc.types[0].startswith("d"):
+                import numba
+
+                nin = (1 if kind == "forward" else 2) + len(entry.params)
+                sigs = [f"{t}({', '.join([t] * nin)})" for t in ("float32", "float64")]
+                _dufuncs[(entry.name, kind)] = numba.vectorize(sigs, cache=True)(
+                    old._dispatcher.py_func
+                )
+        uf = dufunc(entry, kind).ufunc
     return uf
+
+
+# ------------------------------------------------------------------ gufuncs
+# Row kernels (softmax family) and the fused gated units, as real NumPy
+# gufuncs built lazily per dtype, cached on disk like the ufuncs above.
+
+
+def _row1(f, stamp):
+    def row1(x, out):
+        stamp  # noqa: B018
+        f(x, out)
+
+    return row1
+
+
+def _row2(f, stamp):
+    def row2(a, b, out):
+        stamp  # noqa: B018
+        f(a, b, out)
+
+    return row2
+
+
+def _gated_backward(f, fp, stamp):
+    # one pass over (grad, a, b) writing both gradients of y = f(a) * b
+    def gated_backward(g, a, b, da, db):
+        stamp  # noqa: B018
+        for i in range(a.shape[0]):
+            gi = np.float64(g[i])
+            ai = np.float64(a[i])
+            da[i] = (gi * np.float64(b[i])) * fp(ai)
+            db[i] = gi * f(ai)
+
+    return gated_backward
+
+
+def _gated_forward(f, stamp):
+    def gated_forward(a, b):
+        stamp  # noqa: B018
+        return f(np.float64(a)) * np.float64(b)
+
+    return gated_forward
+
+
+_gufuncs = {}
+
+
+def _guvectorize(kernel, dtype, nargs, layout):
+    import numba
+
+    t = _NUMBA_NAME[np.dtype(dtype)]
+    return numba.guvectorize([f"void({', '.join([f'{t}[:]'] * nargs)})"], layout, cache=True)(kernel)
+
+
+def gufunc(name, row_fn, nin, dtype):
+    """gufunc ``(n)[,(n)]->(n)`` running ``row_fn(*rows, out)`` in ``dtype``."""
+
+    def build():
+        kernel = _named((_row1 if nin == 1 else _row2)(row_fn, _stamp()), name)
+        layout = "(n)->(n)" if nin == 1 else "(n),(n)->(n)"
+        return _guvectorize(kernel, dtype, nin + 1, layout)
+
+    return _get_or_build(_gufuncs, (name, np.dtype(dtype)), build)
+
+
+def gated_ufunc(entry, dtype):
+    """ufunc ``(a, b) -> f(a) * b`` for a parameter-free catalog entry."""
+    name = f"{entry.name}_gated"
+
+    def build():
+        return _lazy_vectorize(_named(_gated_forward(entry.forward, _stamp()), name))
+
+    uf = _get_or_build(_dufuncs, (name, "forward"), build)
+    return _add_loop(uf, (name, "forward", np.dtype(dtype)), dtype, 2)
+
+
+def gated_backward_gufunc(entry, dtype):
+    """gufunc ``(n),(n),(n)->(n),(n)``: (grad, a, b) -> (da, db) for y = f(a) * b."""
+    name = f"{entry.name}_gated_backward"
+
+    def build():
+        kernel = _named(_gated_backward(entry.forward, entry.grad, _stamp()), name)
+        return _guvectorize(kernel, dtype, 5, "(n),(n),(n)->(n),(n)")
+
+    return _get_or_build(_gufuncs, (name, np.dtype(dtype)), build)

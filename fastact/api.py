@@ -144,8 +144,8 @@ class ActivationFunction:
         # NaN inputs reach ordered comparisons, which set the FP "invalid" flag in
         # vectorized code; NaN in -> NaN out is documented, so do not warn about it
         with np.errstate(invalid="ignore"):
-            if out is None:
-                return uf(*arrays, *params)
+            # dtype= pins the loop: NumPy takes the first loop the inputs cast to
+            # safely, and float64 may have been compiled before float32
             return uf(*arrays, *params, out=out, dtype=compute)
 
     def __call__(self, x, *, out=None, where=True, **params):

@@ -1,0 +1,153 @@
+"""Softmax and log-softmax along any axis, forward and backward.
+
+Public functions: ``softmax(x, axis=-1, *, out=None)``, ``log_softmax``, and
+their ``.backward(grad, y, axis=-1, *, out=None)`` from the output y. The row
+kernels are in ``_rowkernels`` (one definition for every backend); here they
+become NumPy gufuncs ``(n)->(n)`` applied along ``axis`` with no copy of the
+input, in parallel over rows for large inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
+
+from . import _cpu, _rowkernels as K, _threads
+from .api import _as_array, _compute_dtype
+
+
+def _call_rows(name, row_fn, arrays, axis, out, where_name):
+    arrays = [_as_array(where_name, a, n) for a, n in arrays]
+    if len(arrays) == 2 and arrays[0].shape != arrays[1].shape:
+        raise ValueError(
+            f"fastact.{where_name}: grad shape {arrays[0].shape} and y shape "
+            f"{arrays[1].shape} differ"
+        )
+    compute, result = _compute_dtype(where_name, arrays)
+    x0 = arrays[0]
+    if x0.ndim == 0:
+        raise ValueError(f"fastact.{where_name}: needs at least 1 dimension, got a 0-d array")
+    ax = normalize_axis_index(axis, x0.ndim)  # AxisError (a ValueError) if out of range
+    arrays = [a if a.dtype == compute else a.astype(compute) for a in arrays]
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"fastact.{where_name}: out must be a NumPy array, got {type(out)}")
+        if out.shape != x0.shape:
+            raise ValueError(f"fastact.{where_name}: out shape {out.shape} != input shape {x0.shape}")
+        if not out.flags.writeable:
+            raise ValueError(f"fastact.{where_name}: output array is read-only")
+        if not np.can_cast(compute, out.dtype, casting="same_kind"):
+            raise TypeError(f"fastact.{where_name}: cannot write {compute} results into out of dtype {out.dtype}")
+    target = out if out is not None and out.dtype == compute else np.empty(x0.shape, compute)
+    gu = _cpu.gufunc(name, row_fn, len(arrays), compute)
+    moved = [np.moveaxis(a, ax, -1) for a in arrays]
+    tmoved = np.moveaxis(target, ax, -1)
+    if tmoved.ndim == 1:
+        gu(*moved, out=tmoved)
+    else:
+        def chunk(i0, i1):
+            gu(*[m[i0:i1] for m in moved], out=tmoved[i0:i1])
+
+        _threads.for_chunks(chunk, tmoved.shape[0], tmoved.size)
+    if out is None:
+        return target if result == compute else target.astype(result)
+    if target is not out:
+        np.copyto(out, target, casting="same_kind")
+    return out
+
+
+class RowFunction:
+    """A softmax-family function: ``f(x, axis=-1, *, out=None)`` and ``f.backward``."""
+
+    def __init__(self, name, row_fn, backward_fn, doc):
+        self.__name__ = self.__qualname__ = name
+        self.__module__ = "fastact"
+        self.__doc__ = doc
+        self._row_fn = row_fn
+        self._backward_fn = backward_fn
+
+    def __repr__(self):
+        return f"<fastact row function {self.__name__}>"
+
+    def __reduce__(self):
+        return self.__name__
+
+    def __call__(self, x, axis=-1, *, out=None):
+        return _call_rows(self.__name__, self._row_fn, [(x, "x")], axis, out, self.__name__)
+
+    def backward(self, grad, y, axis=-1, *, out=None):
+        """dL/dx from the upstream ``grad`` and the forward output ``y``."""
+        return _call_rows(
+            f"{self.__name__}_backward", self._backward_fn, [(grad, "grad"), (y, "y")], axis, out,
+            f"{self.__name__}.backward",
+        )
+
+
+_COMMON = """
+Special rows: -inf entries are excluded (softmax 0, log_softmax -inf); a row holding
++inf or NaN is NaN throughout; a row of only -inf is NaN throughout (PyTorch's
+choice: max-subtraction gives -inf - (-inf) = NaN and there is no finite
+distribution to return; returning a uniform row would hide the bad input).
+An empty axis gives an empty result.
+
+Stability and accuracy: max-subtracted; the maximum and the normaliser come from
+one read pass (the running sum is rescaled only when the row spans more than 600),
+a second pass writes. x - max is carried as a double-double into exp and the
+normaliser is a compensated sum kept as 1 + rest, so every entry is within 4 ulp
+of the exact value in float32 and float64 (PyTorch, JAX and SciPy lose up to
+64 / 129 ulp on small probabilities). float32 is computed in float64.
+
+Any axis, any number of dimensions, strided inputs (no copy); parallel over rows
+for large inputs. float16 is computed in float32, integers in float64.
+"""
+
+softmax = RowFunction(
+    "softmax",
+    K.softmax_row,
+    K.softmax_backward_row,
+    """softmax(x, axis=-1, *, out=None)
+
+    y_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))
+
+Gradient (from the output): softmax.backward(grad, y, axis=-1)
+    = y * (grad - sum(grad * y, axis, keepdims=True)), the dot product kept as a
+    double-double so grad - dot does not cancel away digits.
+Limits: an entry -> -inf gives 0; a dominant entry gives 1 - (sum of the rest).
+"""
+    + _COMMON
+    + """
+Examples
+--------
+    >>> import numpy as np, fastact
+    >>> fastact.softmax(np.array([1000.0, 0.0, -1000.0]))
+    array([1., 0., 0.])
+    >>> fastact.softmax(np.array([[0.0, np.log(3.0)]]), axis=1)
+    array([[0.25, 0.75]])
+""",
+)
+
+log_softmax = RowFunction(
+    "log_softmax",
+    K.log_softmax_row,
+    K.log_softmax_backward_row,
+    """log_softmax(x, axis=-1, *, out=None)
+
+    y_i = x_i - max(x) - log(sum_j exp(x_j - max(x)))
+
+Gradient (from the output): log_softmax.backward(grad, y, axis=-1)
+    = grad - exp(y) * sum(grad, axis, keepdims=True), with a compensated sum and
+    (grad - S) - expm1(y) S where exp(y) is close to 1.
+Limits: an entry -> -inf gives -inf; the dominant entry of [0, -100] gives
+    -log1p(exp(-100)) = -3.7e-44, not 0.
+"""
+    + _COMMON
+    + """
+Examples
+--------
+    >>> import numpy as np, fastact
+    >>> fastact.log_softmax(np.array([0.0, -100.0]))
+    array([-3.72007598e-44, -1.00000000e+02])
+""",
+)
+
+ROW_FUNCTIONS = {"softmax": softmax, "log_softmax": log_softmax}
