@@ -52,6 +52,17 @@ def _as_array(where, a, argname):
     return arr
 
 
+def quiet_call(uf, *args, **kwargs):
+    """Call a (g)ufunc without NumPy's "invalid value" warning.
+
+    NaN inputs reach ordered comparisons, which set the FP "invalid" flag in
+    vectorized code; NaN in -> NaN out is documented, so it is not a warning.
+    Overflow and division warnings are kept, as NumPy's own ufuncs keep them.
+    """
+    with np.errstate(invalid="ignore"):
+        return uf(*args, **kwargs)
+
+
 class ActivationFunction:
     """An activation from the catalog; see the instance docstrings."""
 
@@ -132,8 +143,7 @@ class ActivationFunction:
                 raise TypeError(f"fastact.{where}: out must be a NumPy array, got {type(out)}")
         if mask is not True:
             shape = np.broadcast_shapes(*(a.shape for a in arrays), np.shape(mask))
-            with np.errstate(invalid="ignore"):
-                full = uf(*[np.broadcast_to(a, shape) for a in arrays], *params, dtype=compute)
+            full = quiet_call(uf, *[np.broadcast_to(a, shape) for a in arrays], *params, dtype=compute)
             if out is None:
                 out = np.empty(shape, dtype=result)
             np.copyto(out, full, where=mask, casting="same_kind")
@@ -141,12 +151,9 @@ class ActivationFunction:
         if result is not compute and out is None:
             shape = np.broadcast_shapes(*(a.shape for a in arrays))
             out = np.empty(shape, dtype=result)
-        # NaN inputs reach ordered comparisons, which set the FP "invalid" flag in
-        # vectorized code; NaN in -> NaN out is documented, so do not warn about it
-        with np.errstate(invalid="ignore"):
-            # dtype= pins the loop: NumPy takes the first loop the inputs cast to
-            # safely, and float64 may have been compiled before float32
-            return uf(*arrays, *params, out=out, dtype=compute)
+        # dtype= pins the loop: NumPy takes the first loop the inputs cast to
+        # safely, and float64 may have been compiled before float32
+        return quiet_call(uf, *arrays, *params, out=out, dtype=compute)
 
     def __call__(self, x, *, out=None, where=True, **params):
         target = self._resolve(params)

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from . import _cpu
-from .api import _as_array, _compute_dtype
+from .api import _as_array, _compute_dtype, quiet_call
 from .catalog import CATALOG
 
 
@@ -77,7 +77,7 @@ class GatedFunction:
         uf = _cpu.gated_ufunc(entry, compute)
         if out is None and result != compute:
             out = np.empty(shape, result)
-        return uf(a, b, out=out, dtype=compute)
+        return quiet_call(uf, a, b, out=out, dtype=compute)
 
     def backward(self, grad, a, b=None, *, axis=-1, **kw):
         """(da, db) = (grad * b * f'(a), grad * f(a)); with one input x, dx of x's shape."""
@@ -107,9 +107,9 @@ class GatedFunction:
         ops = [np.broadcast_to(v, shape) if v.shape != shape else v for v in (grad, a, b)]
         ops = [v.astype(compute, copy=False) for v in ops]
         if len(shape) == 0:
-            gu(*[v.reshape(1) for v in ops], out=(da.reshape(1), db.reshape(1)))
+            quiet_call(gu, *[v.reshape(1) for v in ops], out=(da.reshape(1), db.reshape(1)))
         else:
-            gu(*ops, out=(da, db))
+            quiet_call(gu, *ops, out=(da, db))
         if split:
             return dx if result == compute else dx.astype(result)
         if result != compute:

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from . import _cpu
-from .api import ACTIVATIONS, _as_array, _compute_dtype
+from .api import ACTIVATIONS, _as_array, _compute_dtype, quiet_call
 
 _LEAKY = ACTIVATIONS["leaky_relu"].catalog_entry
 _reduce_kernel = None
@@ -51,20 +51,24 @@ def _get_reduce_kernel():
 
 def _weight(where, weight, x, ax):
     w = _as_array(where, weight, "weight")
-    if w.ndim > 1 or (w.ndim == 1 and w.shape[0] not in (1, x.shape[ax])):
+    nch = 1 if ax is None else x.shape[ax]
+    if w.ndim > 1 or (w.ndim == 1 and w.shape[0] not in (1, nch)):
+        what = "(x has no channel axis)" if ax is None else f"(x.shape[{ax}])"
         raise ValueError(
             f"fastact.{where}: weight must be a scalar or a 1-D array of length 1 or "
-            f"{x.shape[ax]} (x.shape[{ax}]), got shape {w.shape}"
+            f"{nch} {what}, got shape {w.shape}"
         )
     shape = [1] * x.ndim
-    if w.ndim == 1:
+    if w.ndim == 1 and ax is not None:
         shape[ax] = w.shape[0]
     return w, w.reshape(shape)
 
 
 def _axis(where, x, axis):
-    if x.ndim == 0:
-        return 0
+    """The channel axis, or None: like PyTorch, inputs with fewer than 2
+    dimensions have no channel axis under the default axis=1 (one weight)."""
+    if x.ndim < 2 and axis == 1:
+        return None
     return normalize_axis_index(axis, x.ndim)
 
 
@@ -98,7 +102,7 @@ Examples
         uf = _cpu.ufunc(_LEAKY, "forward", compute)
         if out is None and result != compute:
             out = np.empty(x.shape, result)
-        return uf(x, wb, out=out, dtype=compute)
+        return quiet_call(uf, x, wb, out=out, dtype=compute)
 
     def backward(self, grad, x, weight, axis=1):
         where = "prelu.backward"
@@ -109,13 +113,11 @@ Examples
         ax = _axis(where, x, axis)
         w, wb = _weight(where, weight, x, ax)
         compute, result = _compute_dtype(where, [grad, x, w])
-        dx = _cpu.ufunc(_LEAKY, "backward", compute)(grad, x, wb, dtype=compute)
+        dx = quiet_call(_cpu.ufunc(_LEAKY, "backward", compute), grad, x, wb, dtype=compute)
         if result != compute:
             dx = dx.astype(result)
         nch = 1 if w.ndim == 0 or w.shape[0] == 1 else x.shape[ax]
-        if x.ndim == 0:
-            x2, g2 = x.reshape(1, 1), grad.reshape(1, 1)
-        elif nch == 1:
+        if nch == 1:
             x2, g2 = x.reshape(-1, 1), grad.reshape(-1, 1)
         else:
             x2 = np.moveaxis(x, ax, -1).reshape(-1, nch)

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from . import _cpu, _rowkernels as K, _threads
-from .api import _as_array, _compute_dtype
+from .api import _as_array, _compute_dtype, quiet_call
 
 
 def _call_rows(name, row_fn, arrays, axis, out, where_name):
@@ -43,10 +43,10 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
     moved = [np.moveaxis(a, ax, -1) for a in arrays]
     tmoved = np.moveaxis(target, ax, -1)
     if tmoved.ndim == 1:
-        gu(*moved, out=tmoved)
+        quiet_call(gu, *moved, out=tmoved)
     else:
         def chunk(i0, i1):
-            gu(*[m[i0:i1] for m in moved], out=tmoved[i0:i1])
+            quiet_call(gu, *[m[i0:i1] for m in moved], out=tmoved[i0:i1])
 
         _threads.for_chunks(chunk, tmoved.shape[0], tmoved.size)
     if out is None:
