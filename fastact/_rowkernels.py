@@ -87,7 +87,11 @@ def row_stats(x):
     # reference's 1, then everything is scaled to be relative to m
     emax = exp_diff(m, mref)
     r = s - emax
-    rest = ((r + (two_sum_err(s, -emax, r) + c)) + 1.0) * exp_diff(mref, m)
+    big = (r + (two_sum_err(s, -emax, r) + c)) + 1.0
+    # one rescale per row: exp as a double-double so it adds no ulp of its own
+    d = mref - m
+    qh, ql = exp_dd(d)
+    rest = big * qh + big * (ql + qh * two_sum_err(mref, -m, d))
     return m, rest, True
 
 

@@ -206,3 +206,90 @@ def measure(entry, kind, dtype, which="default", seed=0):
 
 def kinds(entry):
     return ("forward", "backward") + (("backward_y",) if entry.grad_y is not None else ())
+
+
+# ------------------------------------------------------------ softmax family
+
+
+def softmax_rows(dtype):
+    """Named test rows for the softmax family (issue: spreads, ties, dominance)."""
+    rng = np.random.default_rng(1)
+    fi = np.finfo(dtype)
+    rows = {
+        "spread_1000": np.array([1000.0, 0.0, -1000.0]),
+        "normal_x1000_4096": rng.standard_normal(4096) * 1000,
+        "normal_4096": rng.standard_normal(4096),
+        "normal_x10_4096": rng.standard_normal(4096) * 10,
+        "identical": np.full(100, 7.25),
+        "tiny_differences": 1.0 + np.arange(64) * float(fi.eps),
+        "single": np.array([3.5]),
+        "dominant_among_zeros": np.concatenate([[60.0], np.zeros(999)]),
+        "dominant_last": np.concatenate([np.zeros(99), [25.0]]),
+        "ascending_span_4000": np.linspace(-2000, 2000, 4001),
+        "descending": np.linspace(30, -30, 257),
+        "with_neg_inf": np.array([0.5, -np.inf, -1.0, -np.inf, 2.0]),
+        "large_values": np.array([1e30, 1e30, 1e30 - 1e15, -1e30]),
+    }
+    return {k: v.astype(dtype) for k, v in rows.items()}
+
+
+def softmax_exact(mp, x):
+    """(softmax, log_softmax) of a row as mpf lists."""
+    xs = [mp.mpf(float(v)) for v in x]
+    m = max(xs)
+    e = [mp.exp(v - m) if v != -mp.inf else mp.mpf(0) for v in xs]
+    s = mp.fsum(e)
+    return [ei / s for ei in e], [(v - m) - mp.log(s) if v != -mp.inf else -mp.inf for v in xs]
+
+
+def softmax_backward_exact(mp, g, y, log):
+    gm = [mp.mpf(float(v)) for v in g]
+    ym = [mp.mpf(float(v)) for v in y]
+    if log:
+        s = mp.fsum(gm)
+        return [gi - (mp.exp(yi) * s if yi != -mp.inf else 0) for gi, yi in zip(gm, ym)]
+    dot = mp.fsum(a * b for a, b in zip(gm, ym))
+    return [yi * (gi - dot) for gi, yi in zip(gm, ym)]
+
+
+def max_ulp_row(mp, got, exact, dtype):
+    """Max ulp error of a row; exact -inf must be matched exactly (else inf)."""
+    worst = 0.0
+    for c, r in zip(np.asarray(got).tolist(), exact):
+        if r == -mp.inf:
+            if c != -np.inf:
+                return np.inf
+            continue
+        worst = max(worst, ulp_error(mp, np.dtype(dtype).type(c), r, dtype))
+    return worst
+
+
+def measure_softmax_family(dtype, impls, prec=256):
+    """{(impl, function, direction): (worst ulp, worst row)} over softmax_rows.
+
+    ``impls``: name -> (softmax, log_softmax) callables on 1-D rows; backward
+    passes are measured for implementations that offer ``.backward``.
+    """
+    import mpmath as mp
+
+    rng = np.random.default_rng(2)
+    res = {}
+    with mp.workprec(prec):
+        for row, x in softmax_rows(dtype).items():
+            exact_s, exact_l = softmax_exact(mp, x)
+            g = rng.standard_normal(x.shape).astype(dtype)
+            for impl, (sm, lsm) in impls.items():
+                for fname, f, exact, log in (("softmax", sm, exact_s, False), ("log_softmax", lsm, exact_l, True)):
+                    with np.errstate(all="ignore"):
+                        y = np.asarray(f(x))
+                    e = max_ulp_row(mp, y, exact, dtype)
+                    key = (impl, fname, "forward")
+                    if e > res.get(key, (-1, ""))[0]:
+                        res[key] = (e, row)
+                    if hasattr(f, "backward"):
+                        exact_b = softmax_backward_exact(mp, g, y, log)
+                        e = max_ulp_row(mp, f.backward(g, y), exact_b, dtype)
+                        key = (impl, fname, "backward")
+                        if e > res.get(key, (-1, ""))[0]:
+                            res[key] = (e, row)
+    return res

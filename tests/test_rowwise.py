@@ -7,81 +7,27 @@ import fastact
 from fastact import _threads
 
 mp = pytest.importorskip("mpmath")
-from fastact.accuracy import ulp_error  # noqa: E402
+from fastact import accuracy as A  # noqa: E402
 
 BOUND = 4.0
 PREC = 256
 
 
-def _rows(dtype):
-    rng = np.random.default_rng(1)
-    fi = np.finfo(dtype)
-    rows = {
-        "spread_1000": np.array([1000.0, 0.0, -1000.0]),
-        "normal_x1000_4096": rng.standard_normal(4096) * 1000,
-        "normal_4096": rng.standard_normal(4096),
-        "identical": np.full(100, 7.25),
-        "tiny_differences": 1.0 + np.arange(64) * float(fi.eps),
-        "single": np.array([3.5]),
-        "dominant_among_zeros": np.concatenate([[60.0], np.zeros(999)]),
-        "dominant_f32_range": np.concatenate([[25.0], np.zeros(99)]),
-        "ascending_span_4000": np.linspace(-2000, 2000, 4001),
-        "descending": np.linspace(30, -30, 257),
-        "with_neg_inf": np.array([0.5, -np.inf, -1.0, -np.inf, 2.0]),
-        "large_values": np.array([1e30, 1e30, 1e30 - 1e15, -1e30]),
-    }
-    return {k: v.astype(dtype) for k, v in rows.items()}
-
-
-def _ref_softmax(x):
-    xs = [mp.mpf(float(v)) for v in x]
-    m = max(v for v in xs)
-    e = [mp.exp(v - m) if v != -mp.inf else mp.mpf(0) for v in xs]
-    s = mp.fsum(e)
-    return [ei / s for ei in e], [(v - m) - mp.log(s) if v != -mp.inf else -mp.inf for v in xs]
-
-
-def _max_ulp(got, exact, dtype):
-    worst = 0.0
-    for c, r in zip(got.tolist(), exact):
-        if r == -mp.inf:
-            assert c == -np.inf
-            continue
-        worst = max(worst, ulp_error(mp, np.dtype(dtype).type(c), r, dtype))
-    return worst
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_accuracy_forward_and_backward(dtype):
+    res = A.measure_softmax_family(dtype, {"fastact": (fastact.softmax, fastact.log_softmax)})
+    assert len(res) == 4
+    for key, (ulp, row) in res.items():
+        assert ulp <= BOUND, f"{key} on row {row}: {ulp} ulp"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_forward_accuracy(dtype):
+def test_each_named_row(dtype):
     with mp.workprec(PREC):
-        for name, x in _rows(dtype).items():
-            ref_s, ref_l = _ref_softmax(x)
-            es = _max_ulp(fastact.softmax(x), ref_s, dtype)
-            el = _max_ulp(fastact.log_softmax(x), ref_l, dtype)
-            assert es <= BOUND, f"softmax {name}: {es} ulp"
-            assert el <= BOUND, f"log_softmax {name}: {el} ulp"
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_backward_accuracy(dtype):
-    rng = np.random.default_rng(2)
-    with mp.workprec(PREC):
-        for name, x in _rows(dtype).items():
-            g = rng.standard_normal(x.shape).astype(dtype)
-            y = fastact.softmax(x)
-            gm = [mp.mpf(float(v)) for v in g]
-            ym = [mp.mpf(float(v)) for v in y]
-            dot = mp.fsum(a * b for a, b in zip(gm, ym))
-            ref = [yi * (gi - dot) for gi, yi in zip(gm, ym)]
-            e = _max_ulp(fastact.softmax.backward(g, y), ref, dtype)
-            assert e <= BOUND, f"softmax.backward {name}: {e} ulp"
-
-            ly = fastact.log_softmax(x)
-            lym = [mp.mpf(float(v)) for v in ly]
-            s = mp.fsum(gm)
-            ref = [gi - (mp.exp(yi) * s if yi != -mp.inf else 0) for gi, yi in zip(gm, lym)]
-            e = _max_ulp(fastact.log_softmax.backward(g, ly), ref, dtype)
-            assert e <= BOUND, f"log_softmax.backward {name}: {e} ulp"
+        for name, x in A.softmax_rows(dtype).items():
+            ref_s, ref_l = A.softmax_exact(mp, x)
+            assert A.max_ulp_row(mp, fastact.softmax(x), ref_s, dtype) <= BOUND, name
+            assert A.max_ulp_row(mp, fastact.log_softmax(x), ref_l, dtype) <= BOUND, name
 
 
 def test_dominant_entry_log_softmax_is_tiny_negative_not_zero():
