@@ -27,7 +27,10 @@ _ND_UFUNC = np.ndarray.__array_ufunc__
 
 
 def _compute_dtype(where, arrays):
-    dt = np.result_type(*arrays)
+    try:
+        dt = np.result_type(*arrays)
+    except TypeError:  # no common dtype (datetime64 with float, ...): reported below
+        dt = np.dtype(object)
     if dt == _F32 or dt == _F64:
         return dt, dt
     if dt == _F16:
@@ -55,11 +58,14 @@ def _as_array(where, a, argname):
 def quiet_call(uf, *args, **kwargs):
     """Call a (g)ufunc without NumPy's "invalid value" warning.
 
-    NaN inputs reach ordered comparisons, which set the FP "invalid" flag in
-    vectorized code; NaN in -> NaN out is documented, so it is not a warning.
-    Overflow and division warnings are kept, as NumPy's own ufuncs keep them.
+    Vectorized kernels evaluate both sides of a branch and keep one, so the
+    discarded side sets FP flags for results that are exact: NaN inputs reach
+    ordered comparisons ("invalid"), and x*(x+3)/6 at x = 1e308 overflows in a
+    branch hardswish does not take ("overflow"). The flags say nothing about
+    the result, whose special values are specified and tested, so they are
+    not turned into warnings.
     """
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         return uf(*args, **kwargs)
 
 
@@ -125,6 +131,12 @@ class ActivationFunction:
     # --------------------------------------------------------------- calling
 
     def _run(self, kind, where, inputs, out, mask, params):
+        res = self._run_ufunc(kind, where, inputs, out, mask, params)
+        if out is None and isinstance(res, np.ndarray) and res.ndim == 0:
+            return res[()]  # a NumPy scalar, as NumPy's ufuncs return for 0-d input
+        return res
+
+    def _run_ufunc(self, kind, where, inputs, out, mask, params):
         arrays = [_as_array(where, a, n) for a, n in inputs]
         if len(arrays) == 2 and arrays[0].shape != arrays[1].shape:
             try:

@@ -104,9 +104,10 @@ ENTRIES = [
         grad_y_formula="y * (1 - y)",
         grad_y_note="for x > 36.7 (float64) / 16.6 (float32) y rounds to 1 and the "
         "gradient from y is 0, while backward(x) still returns exp(-x).",
-        stability="exp(x) / (1 + exp(x)) for x < 0, so exp never overflows and results "
-        "down to the smallest subnormal survive; the gradient is e / (1 + e)^2 with "
-        "e = exp(-|x|), which has no 1 - s cancellation.",
+        stability="1 / (1 + exp(-x)) down to x = -700 (exp(-x) <= e^700 cannot overflow, and "
+        "a chain of monotone roundings keeps the result monotone), exp(x) / (1 + exp(x)) "
+        "below so results down to the smallest subnormal survive; the gradient is "
+        "e / (1 + e)^2 with e = exp(-|x|), which has no 1 - s cancellation.",
         limits=lambda: (0.0, 1.0, 0.0, 0.0),
         ref=lambda mp, x: _sig(mp, x),
         ref_grad=lambda mp, x: mp.exp(-abs(x)) / (1 + mp.exp(-abs(x))) ** 2,
@@ -206,7 +207,7 @@ ENTRIES = [
         grad_formula="scale if x > 0 else scale * alpha * exp(x)",
         grad_y_formula="scale if y > 0 else y + scale * alpha",
         grad_y_note="for x < -37.4 (float64) / -17.3 (float32) y rounds to -scale*alpha and "
-        "the gradient from y is 0.",
+        "the gradient from y is 0 (also where the float32 y rounds below -scale*alpha).",
         kinks="selu'(0) = scale * alpha (PyTorch).",
         stability="expm1; scale * alpha is one constant rounded once from the exact values.",
         limits=lambda: (-F.SELU_SCALE_ALPHA, INF, 0.0, F.SELU_SCALE),
@@ -216,7 +217,11 @@ ENTRIES = [
         * (1 if x > 0 else mp.mpf(SELU_ALPHA_TEXT) * mp.exp(x)),
         ref_grad_y=lambda mp, y: mp.mpf(SELU_SCALE_TEXT)
         if y > 0
-        else y + mp.mpf(SELU_SCALE_TEXT) * mp.mpf(SELU_ALPHA_TEXT),
+        else (
+            mp.mpf(0)  # saturated (documented): y <= -scale*alpha as a float64
+            if y <= F.SELU_SCALE_ALPHA * -1
+            else y + mp.mpf(SELU_SCALE_TEXT) * mp.mpf(SELU_ALPHA_TEXT)
+        ),
     ),
     Activation(
         name="celu",
@@ -249,8 +254,9 @@ ENTRIES = [
         grad_y_formula="1 - exp(-beta * y)",
         grad_y_note="for beta*x > 36.7 (float64) / 16.6 (float32) the gradient from y "
         "rounds to 1.",
-        stability="max(x, 0) + log1p(exp(-|beta x|)) / beta: no overflow, no threshold; "
-        "the rounding error of beta * x is carried into exp.",
+        stability="log1p(exp(beta x)) / beta up to beta x = 36, x + log1p(exp(-beta x)) / beta "
+        "above: no overflow, no threshold (exact for every x), monotone; the rounding error "
+        "of beta * x is carried into exp.",
         limits=lambda b: (0.0, INF, 0.0, 1.0),
         ref=lambda mp, x, b: mp.log1p(mp.exp(b * x)) / b,
         ref_grad=lambda mp, x, b: _sig(mp, b * x),
@@ -264,8 +270,8 @@ ENTRIES = [
         grad_y=None,
         formula="log(sigmoid(x)) = -softplus(-x)",
         grad_formula="sigmoid(-x) = 1 - sigmoid(x)",
-        stability="min(x, 0) - log1p(exp(-|x|)): no overflow, and -exp(-x) (not 0) for "
-        "large x.",
+        stability="-log1p(exp(-x)) down to x = -36, x - log1p(exp(x)) below: no overflow, "
+        "monotone, and -exp(-x) (not 0) for large x.",
         limits=lambda: (-INF, 0.0, 1.0, 0.0),
         ref=lambda mp, x: -mp.log1p(mp.exp(-x)),
         ref_grad=lambda mp, x: _sig(mp, -x),
@@ -277,8 +283,8 @@ ENTRIES = [
         grad_y=None,
         formula="x / (1 + |x|)",
         grad_formula="1 / (1 + |x|)^2",
-        stability="the gradient squares 1 / (1 + |x|) so it does not overflow to 0 early; "
-        "softsign(+-inf) = +-1.",
+        stability="sign(x) / (1 + 1/|x|), a chain of monotone roundings; the gradient squares "
+        "1 / (1 + |x|) so it does not underflow to 0 early; softsign(+-inf) = +-1.",
         limits=lambda: (-1.0, 1.0, 0.0, 0.0),
         ref=lambda mp, x: x / (1 + abs(x)),
         ref_grad=lambda mp, x: 1 / (1 + abs(x)) ** 2,

@@ -105,9 +105,12 @@ def identity_grad_y(y):
 
 @scalar
 def sigmoid(x):
-    if x >= 0.0:
+    # 1/(1+exp(-x)) is a chain of monotone roundings (so the result is monotone
+    # in x) and exp(-x) <= e^700 cannot overflow; below -700 exp(x)/(1+exp(x))
+    # keeps the subnormal results
+    if x >= -700.0:
         return 1.0 / (1.0 + exp(-x))
-    e = exp(x)  # x < 0 or NaN: exp(x)/(1+exp(x)) keeps subnormal results
+    e = exp(x)
     return e / (1.0 + e)
 
 
@@ -278,6 +281,8 @@ def selu_grad(x):
 def selu_grad_y(y):
     if y > 0.0:
         return SELU_SCALE
+    if y <= -SELU_SCALE_ALPHA:
+        return 0.0 if y == y else y  # saturated: y no longer determines x
     # y + scale*alpha with the constant as a double-double: y + hi is exact
     # near saturation (Sterbenz) and lo then keeps the tiny gradient right
     return (y + SELU_SCALE_ALPHA) + SELU_SCALE_ALPHA_LO
@@ -319,7 +324,9 @@ def softplus(x, beta):
         zl = two_prod_err(beta, x, z)  # exp(z) magnifies z's rounding by |z|
     else:
         zl = 0.0
-    if z > 0.0:
+    # log1p(exp(z)) is monotone and cannot overflow up to z = 36, where
+    # x + log1p(exp(-z)) takes over (so the result never wobbles by an ulp)
+    if z > 36.0:
         return x + log1p(exp(-z) * (1.0 - zl)) / beta
     return log1p(exp(z) * (1.0 + zl)) / beta
 
@@ -345,8 +352,8 @@ def softplus_grad_y(y, beta):
 
 @scalar
 def log_sigmoid(x):
-    if x > 0.0:
-        return -log1p(exp(-x))
+    if x > -36.0:
+        return -log1p(exp(-x))  # monotone chain; exp(-x) <= e^36
     return x - log1p(exp(x))
 
 
@@ -364,9 +371,15 @@ def log_sigmoid_grad(x):
 @scalar
 def softsign(x):
     ax = abs(x)
-    if ax == math.inf:
-        return math.copysign(1.0, x)
-    return x / (1.0 + ax)
+    # 1/(1 + 1/|x|): monotone roundings only (x/(1+|x|) wobbles by an ulp), and
+    # +-inf -> +-1 without inf/inf. Vectorized code also evaluates this for the
+    # lanes that return x below; "+ 1e-300" (a no-op for |x| >= 1e-17) keeps
+    # 1/|x| finite there. A max() clamp would not: LLVM drops it, knowing
+    # |x| >= 1e-17 on this path.
+    r = 1.0 / (1.0 + 1.0 / (ax + 1e-300))
+    if ax < 1e-17 or x != x:
+        return x  # x/(1+|x|) rounds to x for |x| < 2**-54; NaN stays NaN
+    return math.copysign(r, x)
 
 
 @scalar
