@@ -11,6 +11,7 @@ swiglu, geglu) are built on the same formulas.
 array([3.7835e-44, 5.0000e-01, 1.0000e+00], dtype=float32)
 """
 
+from ._threads import get_num_threads, set_num_threads
 from .api import ACTIVATIONS, ALIASES, ActivationFunction
 from .gated import GATED_FUNCTIONS, geglu, swiglu
 from .maxout import maxout
@@ -38,6 +39,8 @@ __all__ = [
     "ROW_FUNCTIONS",
     "GATED_FUNCTIONS",
     "ActivationFunction",
+    "get_num_threads",
+    "set_num_threads",
     *FUNCTIONS,
     *ALIASES,
 ]

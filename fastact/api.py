@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _cpu
+from . import _cpu, _threads
 from .catalog import ENTRIES, Activation
 
 _F16 = np.dtype(np.float16)
@@ -160,11 +160,23 @@ class ActivationFunction:
                 out = np.empty(shape, dtype=result)
             np.copyto(out, full, where=mask, casting="same_kind")
             return out
-        if result is not compute and out is None:
+        threshold = _threads.MIN_PARALLEL_ELEMENTS_CHEAP if self._entry.cheap else _threads.MIN_PARALLEL_ELEMENTS
+        big = arrays[0].size >= threshold and _threads.get_num_threads() > 1
+        if out is None and (big or result is not compute):
             shape = np.broadcast_shapes(*(a.shape for a in arrays))
             out = np.empty(shape, dtype=result)
         # dtype= pins the loop: NumPy takes the first loop the inputs cast to
         # safely, and float64 may have been compiled before float32
+        if big:
+            views = _threads.split_views(arrays, out)
+            if views is not None:
+                ins, o = views
+
+                def chunk(i0, i1):
+                    quiet_call(uf, *[a[i0:i1] for a in ins], *params, out=o[i0:i1], dtype=compute)
+
+                _threads.for_chunks(chunk, o.shape[0], o.size)
+                return out
         return quiet_call(uf, *arrays, *params, out=out, dtype=compute)
 
     def __call__(self, x, *, out=None, where=True, **params):

@@ -60,6 +60,7 @@ class Activation:
     check: Optional[Callable] = None  # (*params) -> error message or None
     check_y: Optional[Callable] = None  # extra conditions for backward_from_output
     choices: dict = field(default_factory=dict)  # str param -> {value: entry name or None}
+    cheap: bool = False  # no transcendental calls: memory-bound, threads pay off only when huge
     aliases: tuple = ()
 
     @property
@@ -82,6 +83,7 @@ def _pos(msg, v):
 ENTRIES = [
     Activation(
         name="identity",
+        cheap=True,
         forward=F.identity,
         grad=F.identity_grad,
         grad_y=F.identity_grad_y,
@@ -132,6 +134,7 @@ ENTRIES = [
     ),
     Activation(
         name="relu",
+        cheap=True,
         forward=F.relu,
         grad=F.relu_grad,
         grad_y=F.relu_grad_y,
@@ -147,6 +150,7 @@ ENTRIES = [
     ),
     Activation(
         name="relu6",
+        cheap=True,
         forward=F.relu6,
         grad=F.relu6_grad,
         grad_y=F.relu6_grad_y,
@@ -162,6 +166,7 @@ ENTRIES = [
     ),
     Activation(
         name="leaky_relu",
+        cheap=True,
         forward=F.leaky_relu,
         grad=F.leaky_relu_grad,
         grad_y=F.leaky_relu_grad_y,
@@ -291,6 +296,7 @@ ENTRIES = [
     ),
     Activation(
         name="hardtanh",
+        cheap=True,
         forward=F.hardtanh,
         grad=F.hardtanh_grad,
         grad_y=F.hardtanh_grad_y,
@@ -311,6 +317,7 @@ ENTRIES = [
     ),
     Activation(
         name="hardsigmoid",
+        cheap=True,
         forward=F.hardsigmoid,
         grad=F.hardsigmoid_grad,
         grad_y=None,
@@ -324,6 +331,7 @@ ENTRIES = [
     ),
     Activation(
         name="hardswish",
+        cheap=True,
         forward=F.hardswish,
         grad=F.hardswish_grad,
         grad_y=None,
