@@ -40,7 +40,7 @@ def _stamp():
     if _stamp_value is None:
         here = pathlib.Path(__file__).parent
         h = hashlib.sha256()
-        for name in ("formulas.py", "_mathlib.py", "_rootpolys.py", "_rowkernels.py", "_cpu.py", "_jit.py"):
+        for name in ("formulas.py", "_mathlib.py", "_rootpolys.py", "_rowkernels.py", "vmath.py", "_vmath_coeffs.py", "_cpu.py", "_jit.py"):
             h.update((here / name).read_bytes())
         _stamp_value = h.hexdigest()[:16]
     return _stamp_value
@@ -97,6 +97,37 @@ def _backward2(f, stamp):
         return np.float64(g) * f(np.float64(x), np.float64(a), np.float64(b))
 
     return backward2
+
+
+def _forward_fixed(f, params, stamp):
+    # parameters as compile-time constants (closure cells): a 1-input loop is
+    # contiguous and vectorizes, where a broadcast scalar input (stride 0)
+    # sends NumPy/Numba to the generic strided loop
+    a = params[0]
+    b = params[1] if len(params) > 1 else 0.0
+    n = len(params)
+
+    def forward_fixed(x):
+        stamp  # noqa: B018
+        if n == 1:
+            return f(np.float64(x), a)
+        return f(np.float64(x), a, b)
+
+    return forward_fixed
+
+
+def _backward_fixed(f, params, stamp):
+    a = params[0]
+    b = params[1] if len(params) > 1 else 0.0
+    n = len(params)
+
+    def backward_fixed(g, x):
+        stamp  # noqa: B018
+        if n == 1:
+            return np.float64(g) * f(np.float64(x), a)
+        return np.float64(g) * f(np.float64(x), a, b)
+
+    return backward_fixed
 
 
 _MAKERS = {
@@ -159,6 +190,24 @@ def dufunc(entry, kind):
         return _lazy_vectorize(_named(kernel, f"{entry.name}_{kind}"))
 
     return _get_or_build(_dufuncs, (entry.name, kind), build)
+
+
+def fixed_ufunc(entry, kind, dtype):
+    """The ufunc of ``entry``'s ``kind`` with its default parameters built in:
+    inputs ``(x)`` or ``(grad, x|y)`` only. Used by the public functions when
+    called with the defaults; other values go through the general ufunc.
+    The constants are the defaults rounded to ``dtype``, exactly what the
+    general ufunc receives as its parameter inputs."""
+    dtype = np.dtype(dtype)
+    name = f"{entry.name}_{kind}_defaults_{dtype.name}"
+    params = tuple(float(dtype.type(v)) for v in entry.defaults)
+
+    def build():
+        maker = _forward_fixed if kind == "forward" else _backward_fixed
+        return _lazy_vectorize(_named(maker(_formula(entry, kind), params, _stamp()), name))
+
+    uf = _get_or_build(_dufuncs, (name, kind), build)
+    return _add_loop(uf, (name, kind, dtype), dtype, 1 if kind == "forward" else 2)
 
 
 def ufunc(entry, kind, dtype):

@@ -1,8 +1,9 @@
 """Scalar math primitives shared by every formula, in float64.
 
 Formulas call these instead of ``math.*`` directly so that a backend can swap
-the implementation of a primitive (a vectorizable polynomial exp on the CPU,
-libdevice on CUDA) without touching any formula.
+the implementation of a primitive without touching any formula. exp, expm1,
+log1p and tanh are the vectorizable layer of ``vmath`` (pure arithmetic, so
+the CPU loops vectorize); erf and erfc are still libm calls.
 
 Besides the elementary functions this module holds the error-free transforms
 that let a formula keep the bits that a plain float64 expression would lose:
@@ -17,28 +18,36 @@ that let a formula keep the bits that a plain float64 expression would lose:
 import math
 
 from ._jit import scalar
+from .vmath import vexp, vexpm1, vlog1p, vtanh
 
 # ---------------------------------------------------------------- primitives
 
 
 @scalar
 def exp(x):
+    return vexp(x)
+
+
+@scalar
+def exp_scalar(x):
+    """libm exp, for formulas that call libm erfc anyway: such a loop cannot
+    vectorize, and a scalar libm call is cheaper than inlined copies of vexp."""
     return math.exp(x)
 
 
 @scalar
 def expm1(x):
-    return math.expm1(x)
+    return vexpm1(x)
 
 
 @scalar
 def log1p(x):
-    return math.log1p(x)
+    return vlog1p(x)
 
 
 @scalar
 def tanh(x):
-    return math.tanh(x)
+    return vtanh(x)
 
 
 @scalar
@@ -88,15 +97,16 @@ def mul_exp(p, z):
     """``p * exp(z)``, accurate even where ``exp(z)`` alone is subnormal.
 
     For ``z < -700`` ``exp(z)`` would carry an absolute error of half a
-    subnormal ulp that ``p`` then magnifies; ``(p*h)*h`` with ``h = exp(z/2)``
-    keeps full relative accuracy down to the final rounding.
+    subnormal ulp that a large ``|p|`` magnifies: ``(p*h)*h`` with
+    ``h = exp(z/2)`` keeps full relative accuracy down to the final rounding.
+    Above, ``p * exp(z)`` (one rounding less). Both are computed and one is
+    selected, so kernels stay straight-line code.
     """
-    if z >= -700.0:
-        return p * exp(z)
     h = exp(0.5 * z)
+    tail = (p * h) * h
     if h == 0.0:
-        return math.copysign(0.0, p)
-    return (p * h) * h
+        tail = math.copysign(0.0, p) if z == z else z
+    return p * exp(z) if z >= -700.0 else tail
 
 
 # ------------------------------------------------------- double-double exp

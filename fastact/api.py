@@ -74,6 +74,7 @@ class ActivationFunction:
 
     def __init__(self, entry: Activation, alternatives=None):
         self._entry = entry
+        self._defaults = tuple(float(v) for v in entry.defaults)
         self._alternatives = alternatives or {}
         self.__name__ = self.__qualname__ = entry.name
         self.__module__ = "fastact"
@@ -147,7 +148,11 @@ class ActivationFunction:
                     f"{inputs[1][1]} shape {arrays[1].shape} do not broadcast"
                 ) from None
         compute, result = _compute_dtype(where, arrays)
-        uf = _cpu.ufunc(self._entry, kind, compute)
+        if params and tuple(params) == self._defaults:
+            uf = _cpu.fixed_ufunc(self._entry, kind, compute)
+            params = ()
+        else:
+            uf = _cpu.ufunc(self._entry, kind, compute)
         if out is not None and not isinstance(out, np.ndarray):
             if isinstance(out, tuple) and len(out) == 1 and isinstance(out[0], np.ndarray):
                 out = out[0]
@@ -211,7 +216,13 @@ class ActivationFunction:
 
     @property
     def ufunc(self):
-        """The forward ``np.ufunc`` ``(x, *params) -> y`` (compiles both dtypes)."""
+        """The forward ``np.ufunc`` ``(x, *params) -> y`` (compiles both dtypes).
+
+        Vectorized loops compute both sides of a branch and select one, so a
+        raw ufunc call can raise NumPy's "overflow"/"invalid" warnings for
+        lanes whose result is exact; the public function silences them
+        (see ``quiet_call``). Wrap raw calls in ``np.errstate`` likewise.
+        """
         return _cpu.full_ufunc(self._entry, "forward")
 
     @property

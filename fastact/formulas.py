@@ -34,6 +34,7 @@ from ._mathlib import (
     erf,
     erfc,
     exp,
+    exp_scalar,
     expm1,
     log1p,
     mul_exp,
@@ -41,6 +42,7 @@ from ._mathlib import (
     two_prod_err,
     two_sum_err,
 )
+from . import _rootpolys as RP
 from ._rootpolys import ROOTS
 
 SELU_SCALE = 1.0507009873554805  # 1.0507009873554804934193349852946
@@ -68,18 +70,10 @@ def near_root(x, table):
 
 
 @scalar
-def root_poly(x, table):
-    """``f'(x)`` near a simple root ``r``: ``d * q(d)`` with ``d = x - r``.
-
-    ``table = (r_hi, r_lo, half_width, q_n, ..., q_0)``; ``x - r_hi`` is exact
-    (Sterbenz) inside the window, so ``d`` carries one rounding and the
-    result stays within a few ulps however close ``x`` is to the root.
-    """
-    d = (x - table[0]) - table[1]
-    acc = table[3]
-    for i in range(4, len(table)):
-        acc = acc * d + table[i]
-    return d * acc
+def root_d(x, table):
+    """d = x - root, one rounding: ``x - root_hi`` is exact inside the window
+    (Sterbenz), so ``d * q(d)`` stays within a few ulps however close x is."""
+    return (x - table[0]) - table[1]
 
 
 # ------------------------------------------------------------------ identity
@@ -325,10 +319,12 @@ def softplus(x, beta):
     else:
         zl = 0.0
     # log1p(exp(z)) is monotone and cannot overflow up to z = 36, where
-    # x + log1p(exp(-z)) takes over (so the result never wobbles by an ulp)
-    if z > 36.0:
-        return x + log1p(exp(-z) * (1.0 - zl)) / beta
-    return log1p(exp(z) * (1.0 + zl)) / beta
+    # x + log1p(exp(-z)) takes over (so the result never wobbles by an ulp);
+    # one exp and one log1p serve both sides (selects, so the loop vectorizes)
+    up = z > 36.0
+    w = exp(-z if up else z) * (1.0 - zl if up else 1.0 + zl)
+    lp = log1p(w) / beta
+    return x + lp if up else lp
 
 
 @scalar
@@ -442,7 +438,8 @@ def silu(x):
 def silu_grad(x):
     # s * (1 + x*(1-s))
     if near_root(x, SILU_ROOT):
-        return root_poly(x, SILU_ROOT)
+        d = root_d(x, SILU_ROOT)
+        return d * RP.silu_q(d)
     if x >= 0.0:
         e = exp(-x)
         if e == 0.0:
@@ -475,7 +472,8 @@ def mish(x):
 def mish_grad(x):
     # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sp = softplus(x)
     if near_root(x, MISH_ROOT):
-        return root_poly(x, MISH_ROOT)
+        d = root_d(x, MISH_ROOT)
+        return d * RP.mish_q(d)
     if x >= 0.0:
         e = exp(-x)
         if e == 0.0:
@@ -506,7 +504,7 @@ def _x_over_sqrt2(x):
 @scalar
 def _erfc_dd(t, tl):
     """erfc(t + tl) to first order in tl: erfc' = -2/sqrt(pi) exp(-t^2)."""
-    return erfc(t) - tl * TWO_OVER_SQRT_PI * exp(-t * t)
+    return erfc(t) - tl * TWO_OVER_SQRT_PI * exp_scalar(-t * t)
 
 
 @scalar
@@ -514,7 +512,11 @@ def _npdf_times(p, x):
     """p * exp(-x^2/2) / sqrt(2 pi) with x^2 kept as a double-double."""
     x2 = x * x
     x2l = two_prod_err(x, x, x2)
-    return mul_exp(p * INV_SQRT_2PI * (1.0 - 0.5 * x2l), -0.5 * x2)
+    # mul_exp with libm exp: gelu calls libm erfc, so its loop stays scalar
+    h = exp_scalar(-0.25 * x2)
+    if h == 0.0:
+        return math.copysign(0.0, p)
+    return (p * INV_SQRT_2PI * (1.0 - 0.5 * x2l) * h) * h
 
 
 @scalar
@@ -550,7 +552,8 @@ def gelu(x):
 def gelu_grad(x):
     # Phi(x) + x * phi(x)
     if near_root(x, GELU_ROOT):
-        return root_poly(x, GELU_ROOT)
+        d = root_d(x, GELU_ROOT)
+        return d * RP.gelu_q(d)
     if x >= -0.5:
         if x > 40.0:
             return 1.0 if x == x else x
@@ -608,7 +611,8 @@ def gelu_tanh(x):
 def gelu_tanh_grad(x):
     # sigmoid(z) + x z' sigmoid(z) (1 - sigmoid(z)), z' = 2c(1 + 3k x^2)
     if near_root(x, GELU_TANH_ROOT):
-        return root_poly(x, GELU_TANH_ROOT)
+        d = root_d(x, GELU_TANH_ROOT)
+        return d * RP.gelu_tanh_q(d)
     if x > 30.0:
         return 1.0
     if x < -30.0:

@@ -178,7 +178,11 @@ def test_ufunc_objects(name):
                     args = (g.astype(dt), x.astype(dt))
                 else:  # from the output: y = f(x)
                     args = (g.astype(dt), f(x.astype(dt), **kw))
-                assert_same(uf(*args, *vals), public(*args, **kw))
+                # raw ufuncs may raise FP flags from lanes a vectorized select
+                # discards (documented); the public call silences them
+                with np.errstate(over="ignore", invalid="ignore"):
+                    raw = uf(*args, *vals)
+                assert_same(raw, public(*args, **kw))
 
 
 def test_elu_ufunc_param_broadcasts():
@@ -199,8 +203,9 @@ def test_ufunc_params_broadcast(name):
         column = np.array([[p.default], [p.test_value]])
         for dt in FLOATS:
             pvals = [column.astype(dt) if j == i else q.default for j, q in enumerate(e.params)]
-            fwd = f.ufunc(x.astype(dt), *pvals)
-            bwd = f.backward_ufunc(g.astype(dt), x.astype(dt), *pvals)
+            with np.errstate(over="ignore", invalid="ignore"):  # raw ufuncs: see above
+                fwd = f.ufunc(x.astype(dt), *pvals)
+                bwd = f.backward_ufunc(g.astype(dt), x.astype(dt), *pvals)
             assert fwd.shape == bwd.shape == (2, len(x))
             for row, v in enumerate((p.default, p.test_value)):
                 kw = {p.name: v}
@@ -209,7 +214,8 @@ def test_ufunc_params_broadcast(name):
                 vals = [v if j == i else q.default for j, q in enumerate(e.params)]
                 if y_ok(e, vals):
                     y = f(x.astype(dt), **kw)
-                    by = f.backward_from_output_ufunc(g.astype(dt), y, *pvals)[row]
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        by = f.backward_from_output_ufunc(g.astype(dt), y, *pvals)[row]
                     assert_same(by, f.backward_from_output(g.astype(dt), y, **kw))
 
 
