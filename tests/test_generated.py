@@ -25,6 +25,11 @@ def test_rootpolys_are_current():
     _check("gen_rootpolys.py")
 
 
+def test_vmath_coefficients_are_current():
+    pytest.importorskip("mpmath")
+    _check("gen_vmath.py")
+
+
 def test_every_entry_with_a_root_has_a_polynomial():
     from fastact._rootpolys import ROOTS
 
