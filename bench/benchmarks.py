@@ -103,26 +103,31 @@ class Elementwise:
         self.call()
 
 
-class ElementwiseThroughput:
-    """GB/s and percent of the copy roofline at 2^20 elements."""
+class _Throughput:
+    """GB/s and percent of the roofline of ``self.call`` moving ``self.nbytes``."""
 
-    params = [OPS, DIRECTIONS, DTYPES]
-    param_names = ["op", "direction", "dtype"]
     timeout = 300
 
-    def setup(self, op, direction, dtype):
-        self.call, self.nbytes, ins, x, out = _elementwise_call(op, direction, dtype, TRACK_SIZE)
-        self.roof = _roofline(ins, x, out)
-
-    def track_gbps(self, op, direction, dtype):
+    def track_gbps(self, *params):
         return self.nbytes / _best_time(self.call) / 1e9
 
     track_gbps.unit = "GB/s"
 
-    def track_roofline_percent(self, op, direction, dtype):
+    def track_roofline_percent(self, *params):
         return 100.0 * self.roof / _best_time(self.call)
 
     track_roofline_percent.unit = "%"
+
+
+class ElementwiseThroughput(_Throughput):
+    """GB/s and percent of the copy roofline at 2^20 elements."""
+
+    params = [OPS, DIRECTIONS, DTYPES]
+    param_names = ["op", "direction", "dtype"]
+
+    def setup(self, op, direction, dtype):
+        self.call, self.nbytes, ins, x, out = _elementwise_call(op, direction, dtype, TRACK_SIZE)
+        self.roof = _roofline(ins, x, out)
 
 
 class Rows:
@@ -139,24 +144,13 @@ class Rows:
         self.call()
 
 
-class RowsThroughput:
+class RowsThroughput(_Throughput):
     params = [ROW_OPS, DIRECTIONS, DTYPES]
     param_names = ["op", "direction", "dtype"]
-    timeout = 300
 
     def setup(self, op, direction, dtype):
         self.call, self.nbytes, ins, x, out = _row_call(op, direction, dtype, 1024)
         self.roof = _roofline(ins, x.ravel(), out.ravel())
-
-    def track_gbps(self, op, direction, dtype):
-        return self.nbytes / _best_time(self.call) / 1e9
-
-    track_gbps.unit = "GB/s"
-
-    def track_roofline_percent(self, op, direction, dtype):
-        return 100.0 * self.roof / _best_time(self.call)
-
-    track_roofline_percent.unit = "%"
 
 
 class Startup:

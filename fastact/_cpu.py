@@ -19,7 +19,6 @@ import numpy as np
 
 from ._jit import ensure_registered
 
-KINDS = ("forward", "backward", "backward_y")
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _NUMBA_NAME = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
@@ -33,15 +32,16 @@ def _stamp():
     """Fingerprint of every file a kernel's machine code depends on.
 
     Numba keys its disk cache on the kernel's own file and closure, not on the
-    files of the functions it calls; putting this fingerprint in the closure
-    makes an edited formula invalidate the cached kernels.
+    files of the functions it calls; putting this fingerprint (of every module
+    of the package, so no list can go stale) in the closure makes an edited
+    formula invalidate the cached kernels.
     """
     global _stamp_value
     if _stamp_value is None:
-        here = pathlib.Path(__file__).parent
         h = hashlib.sha256()
-        for name in ("formulas.py", "_mathlib.py", "_rootpolys.py", "_rowkernels.py", "vmath.py", "_vmath_coeffs.py", "_cpu.py", "_jit.py"):
-            h.update((here / name).read_bytes())
+        for path in sorted(pathlib.Path(__file__).parent.glob("*.py")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
         _stamp_value = h.hexdigest()[:16]
     return _stamp_value
 

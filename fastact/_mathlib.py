@@ -5,18 +5,15 @@ the implementation of a primitive without touching any formula. exp, expm1,
 log1p and tanh are the vectorizable layer of ``vmath`` (pure arithmetic, so
 the CPU loops vectorize); erf and erfc are still libm calls.
 
-Besides the elementary functions this module holds the error-free transforms
-that let a formula keep the bits that a plain float64 expression would lose:
-
-* ``two_prod_err(a, b, p)``: the exact rounding error of ``p = a*b`` (Dekker,
-  no FMA needed, so it does not depend on the target contracting ``a*b+c``;
-  kernels must therefore not be compiled with the ``contract`` fast-math flag).
-* ``mul_exp(p, z)``: ``p * exp(z)`` without the subnormal-underflow loss of
-  ``exp(z)`` when ``|p|`` is large (it squares ``exp(z/2)`` instead).
+Besides the elementary functions: ``mul_exp(p, z)``, ``p * exp(z)`` without
+the subnormal-underflow loss of ``exp(z)`` when ``|p|`` is large (it squares
+``exp(z/2)``), and ``exp_dd``, exp as a double-double. The error-free
+transforms (two_prod_err, two_sum_err) are in ``_eft``.
 """
 
 import math
 
+from ._eft import two_prod_err, two_sum_err
 from ._jit import scalar
 from .vmath import vexp, vexpm1, vlog1p, vtanh
 
@@ -60,52 +57,25 @@ def erfc(x):
     return math.erfc(x)
 
 
-# ------------------------------------------------------ error-free transforms
-
-_SPLITTER = 134217729.0  # 2**27 + 1, Veltkamp's splitting constant for float64
-
-
 @scalar
-def split_hi(a):
-    """High 26 bits of ``a`` (Veltkamp); ``a - split_hi(a)`` is exact.
-
-    Valid for ``|a| < 2**996``; callers only split moderate magnitudes.
-    """
-    c = _SPLITTER * a
-    return c - (c - a)
-
-
-@scalar
-def two_prod_err(a, b, p):
-    """Exact error ``a*b - p`` of the rounded product ``p = fl(a*b)``."""
-    ah = split_hi(a)
-    al = a - ah
-    bh = split_hi(b)
-    bl = b - bh
-    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
-@scalar
-def two_sum_err(a, b, s):
-    """Exact error ``a+b - s`` of the rounded sum ``s = fl(a+b)`` (Knuth)."""
-    bb = s - a
-    return (a - (s - bb)) + (b - bb)
+def mul_half_exp_squared(p, z, h):
+    """``(p*h)*h`` for ``h = exp(z/2)``: ``p * exp(z)`` without the loss of a
+    subnormal ``exp(z)`` (half a subnormal ulp, magnified by a large ``|p|``);
+    0 with p's sign once h underflows, NaN for NaN z."""
+    if h == 0.0:
+        return math.copysign(0.0, p) if z == z else z
+    return (p * h) * h
 
 
 @scalar
 def mul_exp(p, z):
     """``p * exp(z)``, accurate even where ``exp(z)`` alone is subnormal.
 
-    For ``z < -700`` ``exp(z)`` would carry an absolute error of half a
-    subnormal ulp that a large ``|p|`` magnifies: ``(p*h)*h`` with
-    ``h = exp(z/2)`` keeps full relative accuracy down to the final rounding.
-    Above, ``p * exp(z)`` (one rounding less). Both are computed and one is
-    selected, so kernels stay straight-line code.
+    Below z = -700 through ``mul_half_exp_squared``; above, ``p * exp(z)``
+    (one rounding less). Both are computed and one is selected, so kernels
+    stay straight-line code.
     """
-    h = exp(0.5 * z)
-    tail = (p * h) * h
-    if h == 0.0:
-        tail = math.copysign(0.0, p) if z == z else z
+    tail = mul_half_exp_squared(p, z, exp(0.5 * z))
     return p * exp(z) if z >= -700.0 else tail
 
 

@@ -27,7 +27,8 @@ import math
 import numpy as np
 
 from ._jit import scalar
-from ._mathlib import exp, exp_dd, log1p, two_prod_err, two_sum_err
+from ._eft import two_prod_err, two_sum_err
+from ._mathlib import exp, exp_dd, log1p
 
 RESCALE_GAP = 600.0
 NEG_INF = -math.inf

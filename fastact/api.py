@@ -23,7 +23,6 @@ _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _SUPPORTED = "float16, float32, float64 (bool and integer inputs are computed in float64)"
-_ND_UFUNC = np.ndarray.__array_ufunc__
 
 
 def _compute_dtype(where, arrays):

@@ -29,6 +29,8 @@ Why the less obvious lines are there is said next to them; the recurring tricks:
 
 import math
 
+from . import _rootpolys as RP
+from ._eft import two_prod_err, two_sum_err
 from ._jit import scalar
 from ._mathlib import (
     erf,
@@ -38,15 +40,12 @@ from ._mathlib import (
     expm1,
     log1p,
     mul_exp,
+    mul_half_exp_squared,
     tanh as _tanh,
-    two_prod_err,
-    two_sum_err,
 )
-from . import _rootpolys as RP
 from ._rootpolys import ROOTS
 
 SELU_SCALE = 1.0507009873554805  # 1.0507009873554804934193349852946
-SELU_ALPHA = 1.6732632423543772  # 1.6732632423543772848170429916717
 SELU_SCALE_ALPHA = 1.7580993408473768  # scale*alpha, rounded once from the exact constants
 SELU_SCALE_ALPHA_LO = 1.41535193800845e-17  # its rounding error
 INV_SQRT2_HI, INV_SQRT2_LO = 0.7071067811865476, -4.833646656726457e-17
@@ -512,11 +511,9 @@ def _npdf_times(p, x):
     """p * exp(-x^2/2) / sqrt(2 pi) with x^2 kept as a double-double."""
     x2 = x * x
     x2l = two_prod_err(x, x, x2)
-    # mul_exp with libm exp: gelu calls libm erfc, so its loop stays scalar
-    h = exp_scalar(-0.25 * x2)
-    if h == 0.0:
-        return math.copysign(0.0, p)
-    return (p * INV_SQRT_2PI * (1.0 - 0.5 * x2l) * h) * h
+    # with libm exp: gelu calls libm erfc, so its loop stays scalar anyway
+    z = -0.5 * x2
+    return mul_half_exp_squared(p * INV_SQRT_2PI * (1.0 - 0.5 * x2l), z, exp_scalar(0.5 * z))
 
 
 @scalar

@@ -30,19 +30,21 @@ def _get_reduce_kernel():
     if _reduce_kernel is None:
         import numba
 
+        from ._eft import two_sum_err
+        from ._jit import ensure_registered
+
+        ensure_registered()
+
         @numba.njit(cache=True, nogil=True)
         def prelu_dweight(x2, g2, acc, comp):
-            # rows x channels; acc/comp: float64 Neumaier sum per channel
+            # rows x channels; acc/comp: float64 compensated sum per channel
             for i in range(x2.shape[0]):
                 for c in range(x2.shape[1]):
                     xv = np.float64(x2[i, c])
                     if not (xv > 0.0):
                         t = xv * np.float64(g2[i, c])
                         s = acc[c] + t
-                        if abs(acc[c]) >= abs(t):
-                            comp[c] += (acc[c] - s) + t
-                        else:
-                            comp[c] += (t - s) + acc[c]
+                        comp[c] += two_sum_err(acc[c], t, s)
                         acc[c] = s
 
         _reduce_kernel = prelu_dweight

@@ -13,6 +13,9 @@ import sys
 
 import mpmath as mp
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _codegen import horner, write_or_check  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -64,17 +67,10 @@ def render():
             continue
         table, degree = table_for(e)
         roots.append(f'    "{e.name}": ({table[0]!r}, {table[1]!r}, {table[2]!r}),')
-        expr = repr(table[3])
-        for c in table[4:]:
-            expr = f"({expr}) * d + {c!r}"
-        polys += ["", "", f"# degree {degree}", "@scalar", f"def {e.name}_q(d):", f"    return {expr}"]
+        polys += ["", "", f"# degree {degree}", "@scalar", f"def {e.name}_q(d):", f"    return {horner(table[3:], 'd')}"]
     lines += ["ROOTS = {", *roots, "}", *polys]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    text = render()
-    if "--check" in sys.argv:
-        sys.exit(0 if OUT.read_text() == text else "fastact/_rootpolys.py is stale")
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
+    write_or_check(OUT, render(), sys.argv)

@@ -12,6 +12,9 @@ import sys
 
 import mpmath as mp
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _codegen import horner, write_or_check  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "fastact" / "_vmath_coeffs.py"
 TARGET = mp.mpf(2) ** -60
@@ -72,17 +75,10 @@ def render():
         "from ._jit import scalar",
     ]
     for name, (coeffs, degree) in tables.items():
-        expr = repr(coeffs[0])
-        for c in coeffs[1:]:
-            expr = f"({expr}) * x + {c!r}"
         lines += ["", "", f"# degree {degree}", "@scalar(inline=True)", f"def {name.lower()}(x):"]
-        lines.append(f"    return {expr}")
+        lines.append(f"    return {horner(coeffs, 'x')}")
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    text = render()
-    if "--check" in sys.argv:
-        sys.exit(0 if OUT.read_text() == text else "fastact/_vmath_coeffs.py is stale")
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
+    write_or_check(OUT, render(), sys.argv)

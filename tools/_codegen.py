@@ -1,0 +1,20 @@
+"""Shared pieces of the code generators in tools/."""
+
+
+def horner(coeffs, var):
+    """Python source of the polynomial (highest degree first) in Horner form,
+    written out so that Numba compiles straight-line code."""
+    expr = repr(coeffs[0])
+    for c in coeffs[1:]:
+        expr = f"({expr}) * {var} + {c!r}"
+    return expr
+
+
+def write_or_check(path, text, argv):
+    """Write ``text`` to ``path``, or with --check exit non-zero if it differs."""
+    import sys
+
+    if "--check" in argv:
+        sys.exit(0 if path.read_text() == text else f"{path.name} is stale: run the generator")
+    path.write_text(text)
+    print(f"wrote {path}")
