@@ -46,86 +46,114 @@ def _stamp():
     return _stamp_value
 
 
+def _by_precision(f, f32):
+    """A stub ``run(x, params)`` that evaluates ``f32(x, *params)`` when ``x`` is
+    float32 and ``f32`` exists, else ``f(float64(x), *params)``.
+
+    Resolved at compile time per loop (a Numba overload on the argument type),
+    so one Python kernel gives the float32 loop the float32 evaluation and the
+    float64 loop the definition, inside one real ufunc.
+    """
+    from numba.core import types
+    from numba.extending import overload
+
+    def run(x, params):
+        raise NotImplementedError("compiled only")
+
+    @overload(run, inline="always")
+    def _run(x, params):
+        if f32 is not None and x == types.float32:
+            return lambda x, params: f32(x, *params)
+        return lambda x, params: f(np.float64(x), *params)
+
+    return run
+
+
 # One maker per arity so that each kernel is a distinct closure; Numba's cache
-# index keys on the closure's contents (the formula and the stamp).
-# `stamp` is referenced so that it is a closure cell.
+# index keys on the closure's contents (the dispatch stub and the stamp).
+# `stamp` is referenced so that it is a closure cell. Parameters arrive in the
+# loop's dtype and are widened to float64 (exactly).
 
 
-def _forward0(f, stamp):
+def _forward0(run, stamp):
     def forward0(x):
         stamp  # noqa: B018
-        return f(np.float64(x))
+        return run(x, ())
 
     return forward0
 
 
-def _forward1(f, stamp):
+def _forward1(run, stamp):
     def forward1(x, a):
         stamp  # noqa: B018
-        return f(np.float64(x), np.float64(a))
+        return run(x, (np.float64(a),))
 
     return forward1
 
 
-def _forward2(f, stamp):
+def _forward2(run, stamp):
     def forward2(x, a, b):
         stamp  # noqa: B018
-        return f(np.float64(x), np.float64(a), np.float64(b))
+        return run(x, (np.float64(a), np.float64(b)))
 
     return forward2
 
 
-def _backward0(f, stamp):
+def _backward0(run, stamp):
     def backward0(g, x):
         stamp  # noqa: B018
-        return np.float64(g) * f(np.float64(x))
+        return np.float64(g) * run(x, ())
 
     return backward0
 
 
-def _backward1(f, stamp):
+def _backward1(run, stamp):
     def backward1(g, x, a):
         stamp  # noqa: B018
-        return np.float64(g) * f(np.float64(x), np.float64(a))
+        return np.float64(g) * run(x, (np.float64(a),))
 
     return backward1
 
 
-def _backward2(f, stamp):
+def _backward2(run, stamp):
     def backward2(g, x, a, b):
         stamp  # noqa: B018
-        return np.float64(g) * f(np.float64(x), np.float64(a), np.float64(b))
+        return np.float64(g) * run(x, (np.float64(a), np.float64(b)))
 
     return backward2
 
 
-def _forward_fixed(f, params, stamp):
+def _forward_fixed(run, params, stamp):
     # parameters as compile-time constants (closure cells): a 1-input loop is
     # contiguous and vectorizes, where a broadcast scalar input (stride 0)
     # sends NumPy/Numba to the generic strided loop
-    a = params[0]
+    a = params[0] if params else 0.0
     b = params[1] if len(params) > 1 else 0.0
     n = len(params)
 
     def forward_fixed(x):
         stamp  # noqa: B018
+        if n == 0:
+            return run(x, ())
         if n == 1:
-            return f(np.float64(x), a)
-        return f(np.float64(x), a, b)
+            return run(x, (a,))
+        return run(x, (a, b))
 
     return forward_fixed
 
 
-def _backward_fixed(f, params, stamp):
-    a = params[0]
+def _backward_fixed(run, params, stamp):
+    a = params[0] if params else 0.0
     b = params[1] if len(params) > 1 else 0.0
     n = len(params)
 
     def backward_fixed(g, x):
         stamp  # noqa: B018
+        if n == 0:
+            return np.float64(g) * run(x, ())
         if n == 1:
-            return np.float64(g) * f(np.float64(x), a)
-        return np.float64(g) * f(np.float64(x), a, b)
+            return np.float64(g) * run(x, (a,))
+        return np.float64(g) * run(x, (a, b))
 
     return backward_fixed
 
@@ -145,6 +173,11 @@ def _formula(entry, kind):
     if fn is None:
         raise AttributeError(f"fastact.{entry.name} has no {kind} formula")
     return fn
+
+
+def _runner(entry, kind):
+    f32 = {"forward": entry.forward32, "backward": entry.grad32}.get(kind)
+    return _by_precision(_formula(entry, kind), f32)
 
 
 def _get_or_build(table, key, build):
@@ -186,7 +219,7 @@ def dufunc(entry, kind):
 
     def build():
         maker = _MAKERS[("forward" if kind == "forward" else "backward", len(entry.params))]
-        kernel = maker(_formula(entry, kind), _stamp())
+        kernel = maker(_runner(entry, kind), _stamp())
         return _lazy_vectorize(_named(kernel, f"{entry.name}_{kind}"))
 
     return _get_or_build(_dufuncs, (entry.name, kind), build)
@@ -204,7 +237,7 @@ def fixed_ufunc(entry, kind, dtype):
 
     def build():
         maker = _forward_fixed if kind == "forward" else _backward_fixed
-        return _lazy_vectorize(_named(maker(_formula(entry, kind), params, _stamp()), name))
+        return _lazy_vectorize(_named(maker(_runner(entry, kind), params, _stamp()), name))
 
     uf = _get_or_build(_dufuncs, (name, kind), build)
     return _add_loop(uf, (name, kind, dtype), dtype, 1 if kind == "forward" else 2)

@@ -59,12 +59,13 @@ def quiet_call(uf, *args, **kwargs):
 
     Vectorized kernels evaluate both sides of a branch and keep one, so the
     discarded side sets FP flags for results that are exact: NaN inputs reach
-    ordered comparisons ("invalid"), and x*(x+3)/6 at x = 1e308 overflows in a
-    branch hardswish does not take ("overflow"). The flags say nothing about
+    ordered comparisons ("invalid"), x*(x+3)/6 at x = 1e308 overflows in a
+    branch hardswish does not take ("overflow"), and the expm1 branch of elu
+    at a large positive x (which returns x) can flag "divide by zero". The flags say nothing about
     the result, whose special values are specified and tested, so they are
     not turned into warnings.
     """
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         return uf(*args, **kwargs)
 
 

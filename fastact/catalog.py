@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import formulas as F
+from . import formulas32 as F32
 
 INF = math.inf
 
@@ -62,6 +63,10 @@ class Activation:
     choices: dict = field(default_factory=dict)  # str param -> {value: entry name or None}
     cheap: bool = False  # no transcendental calls: memory-bound, threads pay off only when huge
     aliases: tuple = ()
+    # float32 evaluations (formulas32) used by the float32 CPU kernels in
+    # place of the float64 definition; None: float32 kernels widen and run it
+    forward32: Optional[Callable] = None
+    grad32: Optional[Callable] = None
 
     @property
     def param_names(self):
@@ -98,6 +103,8 @@ ENTRIES = [
     ),
     Activation(
         name="sigmoid",
+        forward32=F32.sigmoid,
+        grad32=F32.sigmoid_grad,
         forward=F.sigmoid,
         grad=F.sigmoid_grad,
         grad_y=F.sigmoid_grad_y,
@@ -117,6 +124,8 @@ ENTRIES = [
     ),
     Activation(
         name="tanh",
+        forward32=F32.tanh,
+        grad32=F32.tanh_grad,
         forward=F.tanh,
         grad=F.tanh_grad,
         grad_y=F.tanh_grad_y,
@@ -185,6 +194,8 @@ ENTRIES = [
     ),
     Activation(
         name="elu",
+        forward32=F32.elu,
+        grad32=F32.elu_grad,
         forward=F.elu,
         grad=F.elu_grad,
         grad_y=F.elu_grad_y,
@@ -204,6 +215,8 @@ ENTRIES = [
     ),
     Activation(
         name="selu",
+        forward32=F32.selu,
+        grad32=F32.selu_grad,
         forward=F.selu,
         grad=F.selu_grad,
         grad_y=F.selu_grad_y,
@@ -230,6 +243,8 @@ ENTRIES = [
     ),
     Activation(
         name="celu",
+        forward32=F32.celu,
+        grad32=F32.celu_grad,
         forward=F.celu,
         grad=F.celu_grad,
         grad_y=F.celu_grad_y,
@@ -250,6 +265,8 @@ ENTRIES = [
     ),
     Activation(
         name="softplus",
+        forward32=F32.softplus,
+        grad32=F32.softplus_grad,
         forward=F.softplus,
         grad=F.softplus_grad,
         grad_y=F.softplus_grad_y,
@@ -270,6 +287,8 @@ ENTRIES = [
     ),
     Activation(
         name="log_sigmoid",
+        forward32=F32.log_sigmoid,
+        grad32=F32.log_sigmoid_grad,
         forward=F.log_sigmoid,
         grad=F.log_sigmoid_grad,
         grad_y=None,
@@ -345,6 +364,7 @@ ENTRIES = [
     ),
     Activation(
         name="silu",
+        forward32=F32.silu,
         forward=F.silu,
         grad=F.silu_grad,
         grad_y=None,
@@ -362,6 +382,7 @@ ENTRIES = [
     ),
     Activation(
         name="mish",
+        forward32=F32.mish,
         forward=F.mish,
         grad=F.mish_grad,
         grad_y=None,

@@ -1,0 +1,233 @@
+"""float32 evaluations of the transcendental activations.
+
+``formulas`` defines every activation in float64; a float32 kernel may
+evaluate that definition (widen, compute, round once) and be within 0.5 ulp,
+but float64 arithmetic runs on half as many SIMD lanes and its exp needs a
+degree-14 polynomial where float32 needs degree 6. The functions here are the
+same mathematics evaluated for a float32 result: the transcendental core
+(exp, expm1, log1p, tanh) runs in float32 (``_mathlib32``, <= 1-2 ulp), the
+few operations around it in float64, and the result is rounded once to
+float32 by the kernel. The catalog links each one to its activation
+(``forward32`` / ``grad32``); the accuracy tests measure them against mpmath
+with the float32 bounds (2 ulp forward, 4 ulp backward) and against the
+float64 definition on millions of points.
+
+Argument conventions: ``x`` is a float32, parameters are float64 (the
+float32 parameter values, exactly); every function returns float64.
+
+Why the mixed precision is enough: a float32 exp with <= 1 ulp error enters
+1/(1 + e), x/(1 + e), ... with a condition number <= 1, the float64
+operations add ~2**-29 ulp, and the final rounding adds 0.5 ulp. Arguments
+of exp that are themselves rounded (beta*x, x/alpha) are formed in float64
+(a product of two float32 is exact there) and their float32 rounding error
+``zl`` is carried as exp(z) = exp(zf) * (1 + zl).
+
+Where exp(x) alone would be subnormal (x < -87.3) but p*exp(x) is not
+(silu, mish), exp is taken of x + 64 ln2 and scaled by 2**-64 in float64;
+exp(-x) is only ever taken where it cannot overflow (x >= -87).
+"""
+
+import numpy as np
+
+from ._jit import scalar
+from ._mathlib32 import expf, expm1f, log1pf, tanhf
+from .formulas import SELU_SCALE, SELU_SCALE_ALPHA
+
+_EXP_NEG_SAFE = -87.0  # exp(-x) < 2**126 (finite, normal reciprocal) for x >= this
+_TAIL = -80.0  # below: p*exp(x) from exp(x + 64 ln2) * 2**-64 so exp keeps 24 bits
+_SOFTPLUS_SWITCH = 16.0  # exp(-16) < ulp(16)/2 in float32
+_LN2_64 = 44.3614195558365  # 64 ln2
+_TWO_M64 = 2.0**-64
+
+
+@scalar
+def _d(x):
+    return np.float64(x)
+
+
+@scalar
+def _split(z):
+    """(zf, zl): the float32 nearest to the float64 ``z`` and the exact rest."""
+    zf = np.float32(z)
+    zl = z - np.float64(zf) if abs(z) < 1e30 else 0.0
+    return zf, zl
+
+
+# ------------------------------------------------------------------- sigmoid
+
+
+@scalar
+def sigmoid(x):
+    # one exp for both sides: 1/(1 + exp(-x)) while exp(-x) is finite,
+    # exp(x)/(1 + exp(x)) = exp(x) below (subnormal results survive)
+    up = x >= _EXP_NEG_SAFE
+    e = _d(expf(-x if up else x))
+    return 1.0 / (1.0 + e) if up else e / (1.0 + e)
+
+
+@scalar
+def sigmoid_grad(x):
+    e = _d(expf(-abs(x)))
+    return e / ((1.0 + e) * (1.0 + e))
+
+
+# ---------------------------------------------------------------------- tanh
+
+
+@scalar
+def tanh(x):
+    return _d(tanhf(x))
+
+
+@scalar
+def tanh_grad(x):
+    # sech(x)^2 = (2h/(1 + h^2))^2, h = exp(-|x|): the relative error of h
+    # enters q with the factor (1 - h^2)/(1 + h^2) <= 1, so no 1 - tanh^2
+    # cancellation anywhere, small |x| included; 0 at +-inf, NaN stays NaN
+    h = _d(expf(-abs(x)))
+    q = 2.0 * h / (1.0 + h * h)
+    return q * q
+
+
+# ----------------------------------------------------------------- elu family
+
+
+@scalar
+def elu(x, alpha):
+    if x > 0.0:
+        return _d(x)
+    return alpha * _d(expm1f(x))
+
+
+@scalar
+def elu_grad(x, alpha):
+    if x > 0.0:
+        return 1.0
+    return alpha * _d(expf(x))
+
+
+@scalar
+def selu(x):
+    if x > 0.0:
+        return SELU_SCALE * _d(x)
+    return SELU_SCALE_ALPHA * _d(expm1f(x))
+
+
+@scalar
+def selu_grad(x):
+    if x > 0.0:
+        return SELU_SCALE
+    return SELU_SCALE_ALPHA * _d(expf(x))
+
+
+@scalar
+def celu(x, alpha):
+    tf, tl = _split(_d(x) / alpha)
+    em = _d(expm1f(tf))
+    # expm1(t + tl) = em + (1 + em) * tl to first order
+    r = alpha * (em + (1.0 + em) * tl) if tl != 0.0 else alpha * em  # no inf*0
+    if x > 0.0:
+        return _d(x)
+    return r
+
+
+@scalar
+def celu_grad(x, alpha):
+    tf, tl = _split(_d(x) / alpha)
+    r = _d(expf(tf)) * (1.0 + tl)
+    if x > 0.0:
+        return 1.0
+    return r
+
+
+# ----------------------------------------------------------- softplus family
+
+
+@scalar
+def _exp_neg_abs(z):
+    """exp(-|z|) for a float64 z (float32 exp plus the first-order rest)."""
+    zf, zl = _split(z)
+    e = _d(expf(-abs(zf)))
+    return e * (1.0 - zl) if z > 0.0 else e * (1.0 + zl)
+
+
+@scalar
+def softplus(x, beta):
+    # log1p(exp(z))/beta, z = beta*x, is a chain of monotone roundings and
+    # cannot overflow up to z = 16, where x + log1p(exp(-z))/beta takes over
+    # (exp(-16) is below half an ulp of 16, so both sides round alike): the
+    # result never wobbles by an ulp, as in the float64 definition
+    z = beta * _d(x)
+    up = z > _SOFTPLUS_SWITCH
+    zf, zl = _split(-z if up else z)
+    w = _d(expf(zf)) * (1.0 + zl)
+    wf = np.float32(w)
+    # log1p(w) = log1p(wf) + (w - wf)/(1 + w): w keeps the rest of beta*x
+    lp = (_d(log1pf(wf)) + (w - _d(wf)) / (1.0 + w)) / beta
+    return _d(x) + lp if up else lp
+
+
+@scalar
+def softplus_grad(x, beta):
+    z = beta * _d(x)
+    e = _exp_neg_abs(z)
+    return 1.0 / (1.0 + e) if z > 0.0 else (e / (1.0 + e) if z <= 0.0 else z)
+
+
+@scalar
+def log_sigmoid(x):
+    # -log1p(exp(-x)) down to x = -16 (monotone chain, exp(-x) <= e^16), then
+    # x - log1p(exp(x)): -softplus(-x) with softplus's switch
+    up = x > -_SOFTPLUS_SWITCH
+    lp = _d(log1pf(expf(-x if up else x)))
+    return -lp if up else _d(x) - lp
+
+
+@scalar
+def log_sigmoid_grad(x):
+    e = _d(expf(-abs(x)))
+    return e / (1.0 + e) if x >= 0.0 else 1.0 / (1.0 + e)
+
+
+# ---------------------------------------------------------------------- silu
+
+
+@scalar
+def _exp_for_tail(x):
+    """exp(-|x|) as a float64, except in the tail (x < -80), where it is
+    exp(x) * 2**64: there exp(x) alone would be subnormal or nearly so, so it
+    is taken as exp(x + 64 ln2) (normal; the float64 sum split into a float32
+    argument and its rest) and the caller scales by 2**-64 in float64."""
+    z = _d(x) + _LN2_64 if x < _TAIL else -abs(_d(x))
+    zf, zl = _split(z)
+    return _d(expf(zf)) * (1.0 + zl)
+
+
+@scalar
+def silu(x):
+    # x/(1 + exp(-x)) for x >= 0; x e/(1 + e), e = exp(x) below 0; x e in the
+    # tail, where 1 + e = 1 and e needs the 2**64 shift to stay accurate
+    e = _exp_for_tail(x)
+    xd = _d(x)
+    if x >= 0.0:
+        return xd / (1.0 + e)
+    if x < _TAIL:
+        return (xd * e) * _TWO_M64 if e != 0.0 else -0.0  # no -inf*0 at x = -inf
+    return xd * e / (1.0 + e)
+
+
+# ---------------------------------------------------------------------- mish
+
+
+@scalar
+def mish(x):
+    # tanh(softplus(x)) = n/(n + 2), n = e(e + 2), e = exp(x); for x >= 0 with
+    # e = exp(-x): (1 + 2e)/(1 + 2e + 2e^2). In the tail tanh(log1p(e)) = e(1 + O(e)).
+    e = _exp_for_tail(x)
+    xd = _d(x)
+    if x >= 0.0:
+        return xd * (1.0 + 2.0 * e) / (1.0 + 2.0 * e * (1.0 + e))
+    if x < _TAIL:
+        return (xd * e) * _TWO_M64 if e != 0.0 else -0.0
+    n = e * (e + 2.0)
+    return xd * n / (n + 2.0)
