@@ -365,6 +365,7 @@ ENTRIES = [
     Activation(
         name="silu",
         forward32=F32.silu,
+        grad32=F32.silu_grad,
         forward=F.silu,
         grad=F.silu_grad,
         grad_y=None,
@@ -383,6 +384,7 @@ ENTRIES = [
     Activation(
         name="mish",
         forward32=F32.mish,
+        grad32=F32.mish_grad,
         forward=F.mish,
         grad=F.mish_grad,
         grad_y=None,
@@ -416,6 +418,8 @@ ENTRIES = [
     ),
     Activation(
         name="gelu_tanh",
+        forward32=F32.gelu_tanh,
+        grad32=F32.gelu_tanh_grad,
         forward=F.gelu_tanh,
         grad=F.gelu_tanh_grad,
         grad_y=None,

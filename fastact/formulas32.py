@@ -29,9 +29,20 @@ exp(-x) is only ever taken where it cannot overflow (x >= -87).
 
 import numpy as np
 
+from . import _rootpolys as RP
 from ._jit import scalar
 from ._mathlib32 import expf, expm1f, log1pf, tanhf
-from .formulas import SELU_SCALE, SELU_SCALE_ALPHA
+from .formulas import (
+    GELU_TANH_ROOT,
+    GT_C2_HI,
+    GT_K_HI,
+    MISH_ROOT,
+    SELU_SCALE,
+    SELU_SCALE_ALPHA,
+    SILU_ROOT,
+    near_root,
+    root_d,
+)
 
 _EXP_NEG_SAFE = -87.0  # exp(-x) < 2**126 (finite, normal reciprocal) for x >= this
 _TAIL = -80.0  # below: p*exp(x) from exp(x + 64 ln2) * 2**-64 so exp keeps 24 bits
@@ -193,14 +204,19 @@ def log_sigmoid_grad(x):
 
 
 @scalar
-def _exp_for_tail(x):
-    """exp(-|x|) as a float64, except in the tail (x < -80), where it is
-    exp(x) * 2**64: there exp(x) alone would be subnormal or nearly so, so it
-    is taken as exp(x + 64 ln2) (normal; the float64 sum split into a float32
-    argument and its rest) and the caller scales by 2**-64 in float64."""
-    z = _d(x) + _LN2_64 if x < _TAIL else -abs(_d(x))
-    zf, zl = _split(z)
+def _exp_scaled(z, tail):
+    """exp(z) for a float64 z, times 2**64 when ``tail``: where exp(z) alone
+    would be subnormal or nearly so (z < -80) it is taken as exp(z + 64 ln2),
+    which is normal, and the caller scales the product by 2**-64 in float64.
+    The float64 argument is split into a float32 and its exact rest."""
+    zf, zl = _split(z + _LN2_64 if tail else z)
     return _d(expf(zf)) * (1.0 + zl)
+
+
+@scalar
+def _exp_for_tail(x):
+    """exp(-|x|), times 2**64 in the tail x < -80."""
+    return _exp_scaled(-abs(_d(x)), x < _TAIL)
 
 
 @scalar
@@ -231,3 +247,104 @@ def mish(x):
         return (xd * e) * _TWO_M64 if e != 0.0 else -0.0
     n = e * (e + 2.0)
     return xd * n / (n + 2.0)
+
+
+# ------------------------------------------------ derivatives crossing zero
+# Within the root window (+-0.6 around the zero) the float64 definition's
+# polynomial in x - root is evaluated as is (it is cheap and exact for
+# float32); outside it the cancellation in (1 + x) + e magnifies exp's
+# relative error by less than 1, so the float32 exp suffices.
+
+
+@scalar
+def silu_grad(x):
+    # s * (1 + x*(1 - s))
+    d = root_d(_d(x), SILU_ROOT)
+    near = d * RP.silu_q(d)
+    e = _exp_for_tail(x)
+    xd = _d(x)
+    if near_root(xd, SILU_ROOT):
+        return near
+    if x >= 0.0:
+        return (1.0 + xd * e / (1.0 + e)) / (1.0 + e) if e != 0.0 else 1.0  # no inf*0
+    if x < _TAIL:
+        return ((1.0 + xd) * e) * _TWO_M64 if e != 0.0 else -0.0
+    return e * ((1.0 + xd) + e) / ((1.0 + e) * (1.0 + e))
+
+
+@scalar
+def mish_grad(x):
+    # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sp = softplus(x)
+    d = root_d(_d(x), MISH_ROOT)
+    near = d * RP.mish_q(d)
+    e = _exp_for_tail(x)
+    xd = _d(x)
+    if near_root(xd, MISH_ROOT):
+        return near
+    if x >= 0.0:
+        q = 1.0 + 2.0 * e * (1.0 + e)
+        r = (1.0 + 2.0 * e) / q + 4.0 * ((xd * e) * e) * (1.0 + e) / (q * q)
+        return r if e != 0.0 else 1.0
+    if x < _TAIL:
+        return ((1.0 + xd) * e) * _TWO_M64 if e != 0.0 else -0.0
+    dd = e * (e + 2.0) + 2.0
+    b = 4.0 * (1.0 + xd) + e * ((6.0 + 4.0 * xd) + e * (4.0 + e))
+    return e * b / (dd * dd)
+
+
+# ----------------------------------------------------------------- gelu tanh
+
+
+@scalar
+def _gelu_tanh_z(xc):
+    """z = 2*sqrt(2/pi)*x*(1 + 0.044715 x^2) in float64 (|x| <= 30): its
+    relative rounding error ~1e-16 is far below what exp(z) can show in float32."""
+    return GT_C2_HI * xc * (1.0 + GT_K_HI * xc * xc)
+
+
+@scalar
+def gelu_tanh(x):
+    # 0.5*x*(1 + tanh(u)) = x*sigmoid(z), z = 2u
+    xd = _d(x)
+    xc = min(max(xd, -30.0), 30.0)
+    z = _gelu_tanh_z(xc)
+    tail = z < _TAIL
+    e = _exp_scaled(-abs(z), tail)
+    if x > 30.0:
+        return xd
+    if x < -30.0:
+        return -0.0
+    if x >= 0.0:
+        return xd / (1.0 + e)
+    if tail:
+        return (xd * e) * _TWO_M64
+    if x < 0.0:
+        return xd * e / (1.0 + e)
+    return xd  # NaN
+
+
+@scalar
+def gelu_tanh_grad(x):
+    # sigmoid(z) + x z' sigmoid(z) (1 - sigmoid(z)), z' = 2c(1 + 3k x^2)
+    xd = _d(x)
+    d = root_d(xd, GELU_TANH_ROOT)
+    near = d * RP.gelu_tanh_q(d)
+    xc = min(max(xd, -30.0), 30.0)
+    z = _gelu_tanh_z(xc)
+    tail = z < _TAIL
+    e = _exp_scaled(-abs(z), tail)
+    dz = GT_C2_HI * (1.0 + 3.0 * GT_K_HI * xc * xc)
+    ope = 1.0 + e
+    if near_root(xd, GELU_TANH_ROOT):
+        return near
+    if x > 30.0:
+        return 1.0
+    if x < -30.0:
+        return -0.0
+    if x >= 0.0:
+        return (1.0 + xc * dz * e / ope) / ope
+    if tail:
+        return ((1.0 + xc * dz) * e) * _TWO_M64
+    if x < 0.0:
+        return ((1.0 + xc * dz / ope) / ope) * e
+    return xd  # NaN
