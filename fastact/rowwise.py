@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from . import _cpu, _rowkernels as K, _threads
+from . import _cpu, _rowkernels as K, _rowkernels32 as K32, _threads
 from .api import _as_array, _compute_dtype, quiet_call
 
 
@@ -39,6 +39,10 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
         if not np.can_cast(compute, out.dtype, casting="same_kind"):
             raise TypeError(f"fastact.{where_name}: cannot write {compute} results into out of dtype {out.dtype}")
     target = out if out is not None and out.dtype == compute else np.empty(x0.shape, compute)
+    if compute == np.float32:  # the vectorized float32 kernels
+        row_fn, name = row_fn[1], name + "_f32"
+    else:
+        row_fn = row_fn[0]
     gu = _cpu.gufunc(name, row_fn, len(arrays), compute)
     moved = [np.moveaxis(a, ax, -1) for a in arrays]
     tmoved = np.moveaxis(target, ax, -1)
@@ -60,6 +64,7 @@ class RowFunction:
     """A softmax-family function: ``f(x, axis=-1, *, out=None)`` and ``f.backward``."""
 
     def __init__(self, name, row_fn, backward_fn, doc):
+        # row_fn / backward_fn: (float64 kernel, float32 kernel)
         self.__name__ = self.__qualname__ = name
         self.__module__ = "fastact"
         self.__doc__ = doc
@@ -103,8 +108,8 @@ for large inputs. float16 is computed in float32, integers in float64.
 
 softmax = RowFunction(
     "softmax",
-    K.softmax_row,
-    K.softmax_backward_row,
+    (K.softmax_row, K32.softmax_row32),
+    (K.softmax_backward_row, K32.softmax_backward_row32),
     """softmax(x, axis=-1, *, out=None)
 
     y_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))
@@ -128,8 +133,8 @@ Examples
 
 log_softmax = RowFunction(
     "log_softmax",
-    K.log_softmax_row,
-    K.log_softmax_backward_row,
+    (K.log_softmax_row, K32.log_softmax_row32),
+    (K.log_softmax_backward_row, K32.log_softmax_backward_row32),
     """log_softmax(x, axis=-1, *, out=None)
 
     y_i = x_i - max(x) - log(sum_j exp(x_j - max(x)))
