@@ -6,14 +6,8 @@ swap the implementation of a primitive without touching any formula (as
 layer of ``vmath32``. Each takes and returns float32.
 """
 
-import math
-
 from ._jit import scalar
-
-try:  # TEMPORARY while vmath32 is written
-    from .vmath32 import verfcf, verff, vexpf, vexpm1f, vlog1pf, vtanhf
-except ImportError:
-    vexpf, vexpm1f, vlog1pf, vtanhf, verff, verfcf = math.exp, math.expm1, math.log1p, math.tanh, math.erf, math.erfc
+from .vmath32 import verfcf, verff, vexpf, vexpm1f, vlog1pf, vtanhf
 
 
 @scalar

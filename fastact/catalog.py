@@ -401,6 +401,8 @@ ENTRIES = [
     ),
     Activation(
         name="gelu",
+        forward32=F32.gelu,
+        grad32=F32.gelu_grad,
         forward=F.gelu,
         grad=F.gelu_grad,
         grad_y=None,

@@ -31,15 +31,19 @@ import numpy as np
 
 from . import _rootpolys as RP
 from ._jit import scalar
-from ._mathlib32 import expf, expm1f, log1pf, tanhf
+from ._mathlib32 import erfcf, expf, expm1f, log1pf, tanhf
 from .formulas import (
+    GELU_ROOT,
     GELU_TANH_ROOT,
     GT_C2_HI,
     GT_K_HI,
+    INV_SQRT2_HI,
+    INV_SQRT_2PI,
     MISH_ROOT,
     SELU_SCALE,
     SELU_SCALE_ALPHA,
     SILU_ROOT,
+    TWO_OVER_SQRT_PI,
     near_root,
     root_d,
 )
@@ -348,3 +352,59 @@ def gelu_tanh_grad(x):
     if x < 0.0:
         return ((1.0 + xc * dz / ope) / ope) * e
     return xd  # NaN
+
+
+# ---------------------------------------------------------------------- gelu
+# x Phi(x) = x/2 erfc(-x/sqrt2) from one float32 erfc (with the rounding of
+# -x/sqrt2 carried to first order: erfc' = -2/sqrt(pi) exp(-u^2)) and one
+# exp(-x^2/2); x^2 is exact in float64 for a float32 x. Below x = -9, where
+# erfc(-x/sqrt2) would be subnormal before the product, the asymptotic
+# series phi(x) S(x) of the definition takes over (9 terms: < 1e-9 there).
+
+
+@scalar
+def _mills_series(x):
+    """S(x) with Phi(x) = phi(x)/|x| * S(x), asymptotic, for x <= -9 (the
+    10th term there is below 2e-10, far under a float32 ulp)."""
+    u = 1.0 / (x * x)
+    s = 0.0
+    c = 34459425.0  # (2k-1)!! for k = 9 down to 1
+    for k in range(9, 0, -1):
+        s = (s + (c if k % 2 == 0 else -c)) * u
+        c = c / (2 * k - 1)
+    return 1.0 + s
+
+
+@scalar
+def _gelu_parts(x):
+    """(xd, erfc(-x/sqrt2), exp(-x^2/2) [times 2**64 in the tail], tail)."""
+    xd = _d(x)
+    uf, ul = _split(-xd * INV_SQRT2_HI)
+    z = -0.5 * (xd * xd)
+    tail = z < _TAIL
+    ephi = _exp_scaled(z, tail)
+    ec = _d(erfcf(uf)) - ul * TWO_OVER_SQRT_PI * ephi
+    return xd, ec, ephi, tail
+
+
+@scalar
+def gelu(x):
+    xd, ec, ephi, tail = _gelu_parts(x)
+    if x >= -9.0:
+        return 0.5 * xd * ec
+    s = (-INV_SQRT_2PI * ephi) * _mills_series(xd)
+    return s * _TWO_M64 if tail else s
+
+
+@scalar
+def gelu_grad(x):
+    # Phi(x) + x phi(x)
+    xd, ec, ephi, tail = _gelu_parts(x)
+    d = root_d(xd, GELU_ROOT)
+    near = d * RP.gelu_q(d)
+    if near_root(xd, GELU_ROOT):
+        return near
+    if x >= -9.0:
+        return 0.5 * ec + xd * INV_SQRT_2PI * ephi if x <= 40.0 else 1.0
+    s = (INV_SQRT_2PI * ephi) * ((xd * xd - _mills_series(xd)) / xd)
+    return s * _TWO_M64 if tail else s
