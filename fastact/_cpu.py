@@ -70,7 +70,7 @@ def _by_precision(f, f32):
 
 
 # One maker per arity so that each kernel is a distinct closure; Numba's cache
-# index keys on the closure's contents (the dispatch stub and the stamp).
+# index keys on the closure's contents (the stamp and the formulas: `key`).
 # `stamp` is referenced so that it is a closure cell. Parameters arrive in the
 # loop's dtype and are widened to float64 (exactly).
 
@@ -176,8 +176,13 @@ def _formula(entry, kind):
 
 
 def _runner(entry, kind):
+    """(run, key): the precision dispatch stub and the kernel's cache key, a
+    string of the stamp and both formulas' names (the stub alone pickles the
+    same for every kernel; a string keeps the closure cell typeable)."""
+    f = _formula(entry, kind)
     f32 = {"forward": entry.forward32, "backward": entry.grad32}.get(kind)
-    return _by_precision(_formula(entry, kind), f32)
+    names = [g.__module__ + "." + g.__qualname__ for g in (f, f32) if g is not None]
+    return _by_precision(f, f32), ":".join([_stamp()] + names)
 
 
 def _get_or_build(table, key, build):
@@ -219,7 +224,7 @@ def dufunc(entry, kind):
 
     def build():
         maker = _MAKERS[("forward" if kind == "forward" else "backward", len(entry.params))]
-        kernel = maker(_runner(entry, kind), _stamp())
+        kernel = maker(*_runner(entry, kind))
         return _lazy_vectorize(_named(kernel, f"{entry.name}_{kind}"))
 
     return _get_or_build(_dufuncs, (entry.name, kind), build)
@@ -237,7 +242,8 @@ def fixed_ufunc(entry, kind, dtype):
 
     def build():
         maker = _forward_fixed if kind == "forward" else _backward_fixed
-        return _lazy_vectorize(_named(maker(_runner(entry, kind), params, _stamp()), name))
+        run, key = _runner(entry, kind)
+        return _lazy_vectorize(_named(maker(run, params, key), name))
 
     uf = _get_or_build(_dufuncs, (name, kind), build)
     return _add_loop(uf, (name, kind, dtype), dtype, 1 if kind == "forward" else 2)

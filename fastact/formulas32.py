@@ -388,12 +388,23 @@ def _gelu_parts(x):
 
 
 @scalar
+def _tail_x(xd):
+    """x clamped to [-30, -9] for the series: every lane stays finite (x = 0
+    would divide by zero, -inf would give inf/inf); beyond -30 exp(-x^2/2)
+    is 0 anyway."""
+    return max(min(xd, -9.0), -30.0)
+
+
+@scalar
 def gelu(x):
     xd, ec, ephi, tail = _gelu_parts(x)
+    xt = _tail_x(xd)
+    s = (-INV_SQRT_2PI * ephi) * _mills_series(xt)
     if x >= -9.0:
         return 0.5 * xd * ec
-    s = (-INV_SQRT_2PI * ephi) * _mills_series(xd)
-    return s * _TWO_M64 if tail else s
+    if x < -9.0:
+        return s * _TWO_M64 if tail else s
+    return xd  # NaN
 
 
 @scalar
@@ -404,7 +415,10 @@ def gelu_grad(x):
     near = d * RP.gelu_q(d)
     if near_root(xd, GELU_ROOT):
         return near
+    xt = _tail_x(xd)
+    s = (INV_SQRT_2PI * ephi) * ((xt * xt - _mills_series(xt)) / xt)
     if x >= -9.0:
         return 0.5 * ec + xd * INV_SQRT_2PI * ephi if x <= 40.0 else 1.0
-    s = (INV_SQRT_2PI * ephi) * ((xd * xd - _mills_series(xd)) / xd)
-    return s * _TWO_M64 if tail else s
+    if x < -9.0:
+        return s * _TWO_M64 if tail else s
+    return xd  # NaN

@@ -59,8 +59,13 @@ def test_warm_cache_loads_machine_code_instead_of_compiling(tmp_path):
 def test_cache_key_includes_a_fingerprint_of_the_formulas():
     uf = _cpu.dufunc(fastact.catalog.CATALOG["relu"], "forward")
     cells = [c.cell_contents for c in uf._dispatcher.py_func.__closure__]
-    assert _cpu._stamp() in cells  # an edited formula changes the cache key
-    assert fastact.catalog.CATALOG["relu"].forward in cells
+    key = next(c for c in cells if isinstance(c, str))
+    assert _cpu._stamp() in key  # an edited formula changes the cache key
+    assert key.endswith("fastact.formulas.relu")
+    e = fastact.catalog.CATALOG["sigmoid"]  # both precisions' formulas are named
+    cells = [c.cell_contents for c in _cpu.dufunc(e, "forward")._dispatcher.py_func.__closure__]
+    key = next(c for c in cells if isinstance(c, str))
+    assert key.endswith("fastact.formulas.sigmoid:fastact.formulas32.sigmoid")
 
 
 def test_ufunc_property_compiles_both_dtypes():

@@ -99,9 +99,9 @@ def test_float32_evaluation_matches_definition(entry, kind):
             pv = [np.float32(v) for v in entry.defaults]
             with np.errstate(all="ignore"):
                 if kind == "forward":
-                    g2 = _cpu.ufunc(entry, "forward", F32)(x, *pv)
+                    g2 = _cpu.ufunc(entry, "forward", F32)(x, *pv, dtype=F32)
                 else:
-                    g2 = _cpu.ufunc(entry, "backward", F32)(one, x, *pv)
+                    g2 = _cpu.ufunc(entry, "backward", F32)(one, x, *pv, dtype=F32)
             np.testing.assert_array_equal(g2, got)
 
 
