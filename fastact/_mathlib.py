@@ -2,20 +2,23 @@
 
 Formulas call these instead of ``math.*`` directly so that a backend can swap
 the implementation of a primitive without touching any formula. exp, expm1,
-log1p and tanh are the vectorizable layer of ``vmath`` (pure arithmetic, so
-the CPU loops vectorize); erf and erfc are still libm calls.
+log1p, tanh, erf and erfc are the vectorizable layer of ``vmath`` (pure
+arithmetic, so the CPU loops vectorize).
 
 Besides the elementary functions: ``mul_exp(p, z)``, ``p * exp(z)`` without
 the subnormal-underflow loss of ``exp(z)`` when ``|p|`` is large (it squares
-``exp(z/2)``), and ``exp_dd``, exp as a double-double. The error-free
-transforms (two_prod_err, two_sum_err) are in ``_eft``.
+``exp(z/2)``); ``mul_exp_dd`` and ``mul_erfc_dd``, a product with exp / erfc
+of a double-double argument rounded about once (vmath); and ``exp_dd``, exp
+as a double-double. The error-free transforms (two_prod_err, two_sum_err)
+are in ``_eft``; ``prod_err`` is two_prod_err as one fused multiply-add.
 """
 
 import math
 
 from ._eft import two_prod_err, two_sum_err
 from ._jit import scalar
-from .vmath import vexp, vexpm1, vlog1p, vtanh
+from ._vmath_coeffs import fma
+from .vmath import verf, verfc, vexp, vexpm1, vlog1p, vmul_erfc_dd, vmul_exp_dd, vtanh
 
 # ---------------------------------------------------------------- primitives
 
@@ -23,13 +26,6 @@ from .vmath import vexp, vexpm1, vlog1p, vtanh
 @scalar
 def exp(x):
     return vexp(x)
-
-
-@scalar
-def exp_scalar(x):
-    """libm exp, for formulas that call libm erfc anyway: such a loop cannot
-    vectorize, and a scalar libm call is cheaper than inlined copies of vexp."""
-    return math.exp(x)
 
 
 @scalar
@@ -49,12 +45,33 @@ def tanh(x):
 
 @scalar
 def erf(x):
-    return math.erf(x)
+    return verf(x)
 
 
 @scalar
 def erfc(x):
-    return math.erfc(x)
+    return verfc(x)
+
+
+@scalar
+def mul_erfc_dd(p, x, xl):
+    """``p * erfc(x + xl)`` for a double-double argument, rounded about once,
+    also where ``erfc`` alone would be subnormal."""
+    return vmul_erfc_dd(p, x, xl)
+
+
+@scalar
+def prod_err(a, b, p):
+    """Exact error ``a*b - p`` of ``p = fl(a*b)``, with one fused multiply-add
+    (``two_prod_err`` computes the same with Dekker's 16 operations)."""
+    return fma(a, b, -p)
+
+
+@scalar
+def mul_exp_dd(ph, pl, zh, zl):
+    """``(ph + pl) * exp(zh + zl)`` rounded once (subnormal results on the
+    subnormal grid)."""
+    return vmul_exp_dd(ph, pl, zh, zl)
 
 
 @scalar

@@ -2,9 +2,21 @@
 
 Each polynomial is written out as a Horner expression (not a loop over a
 tuple), so that Numba emits straight-line code the loop vectorizer accepts.
+Those of erf/erfc use fused multiply-adds (``fma``: one rounding and one
+instruction a step).
 """
 
+from ._eft import two_prod_err, two_sum_err
 from ._jit import scalar
+
+
+def fma(a, b, c):
+    """``a*b + c`` rounded once: in compiled code the fused multiply-add
+    (``llvm.fma``, exact whatever the fast-math flags; vmath registers it). This
+    plain-Python body (simulator, debugging) is accurate to ~2**-106 instead."""
+    p = a * b
+    s = p + c
+    return s + (two_sum_err(p, c, s) + two_prod_err(a, b, p))
 
 
 # degree 14
@@ -23,3 +35,74 @@ def log_q(x):
 @scalar(inline=True)
 def tanh_p(x):
     return (((((((((((7.874269036531906e-06) * x + -3.372079267779692e-05) * x + 9.45513247437931e-05) * x + -0.00023847272256640023) * x + 0.0005899052964144923) * x + -0.0014558190970693956) * x + 0.003592126769954595) * x + -0.00886323546314631) * x + 0.02186948853407389) * x + -0.05396825396822037) * x + 0.1333333333333331) * x + -0.3333333333333333
+
+
+# degree 11
+@scalar(inline=True)
+def exp_dd_p(x):
+    return fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, 2.0914898727175524e-09, 2.5105513541847086e-08), 2.755727313289604e-07), 2.7557254685728803e-06), 2.480158732595111e-05), 0.0001984126987538548), 0.0013888888888883633), 0.008333333333325973), 0.04166666666666667), 0.1666666666666667), 0.5)
+
+
+# degree 6
+@scalar(inline=True)
+def erfc_slope(x):
+    return fma(x, fma(x, fma(x, fma(x, fma(x, -0.00439982032063963, 0.039377214100483844), -0.18227928490949474), 0.5621454622946334), -1.1281100820970726), 1.128373347149514)
+
+
+# fdlibm's erf/erfc rational approximations, from FreeBSD msun s_erf.c:
+#   Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
+#   Developed at SunPro, a Sun Microsystems, Inc. business.
+#   Permission to use, copy, modify, and distribute this software is freely
+#   granted, provided that this notice is preserved.
+# Numerator and denominator of the interval (small: |x| < 0.84375, in x^2;
+# mid: < 1.25, in |x| - 1; near: < 1/0.35 and far, in 1/x^2), each coefficient
+# selected per interval, at v + vl; each as a double-double (the last four
+# Horner steps compensated: the terms of R1/S1 grow with the degree, so the
+# rounding of the higher steps matters too).
+@scalar(inline=True)
+def erf_rational(v, vl, small, mid, near):
+    num = fma(v, fma(v, fma(v, (0.0 if small else (0.0 if mid else (-9.814329344169145 if near else 0.0))), (0.0 if small else (-0.002166375594868791 if mid else (-81.2874355063066 if near else -483.5191916086514)))), (0.0 if small else (0.035478304325618236 if mid else (-184.60509290671104 if near else -1025.0951316110772)))), (-2.3763016656650163e-05 if small else (-0.11089469428239668 if mid else (-162.39666946257347 if near else -637.5664433683896))))
+    num_lo = 0.0
+    c = (-0.005770270296489442 if small else (0.31834661990116175 if mid else (-62.375332450326006 if near else -160.63638485582192)))
+    p = v * num
+    s = p + c
+    num_lo = (fma(v, num, -p) + two_sum_err(p, c, s)) + (v * num_lo + vl * num)
+    num = s
+    c = (-0.02848174957559851 if small else (-0.3722078760357013 if mid else (-10.558626225323291 if near else -17.757954917754752)))
+    p = v * num
+    s = p + c
+    num_lo = (fma(v, num, -p) + two_sum_err(p, c, s)) + (v * num_lo + vl * num)
+    num = s
+    c = (-0.3250421072470015 if small else (0.41485611868374833 if mid else (-0.6938585727071818 if near else -0.799283237680523)))
+    p = v * num
+    s = p + c
+    num_lo = (fma(v, num, -p) + two_sum_err(p, c, s)) + (v * num_lo + vl * num)
+    num = s
+    c = (0.12837916709551256 if small else (-0.0023621185607526594 if mid else (-0.009864944034847148 if near else -0.0098649429247001)))
+    p = v * num
+    s = p + c
+    num_lo = (fma(v, num, -p) + two_sum_err(p, c, s)) + (v * num_lo + vl * num)
+    num = s
+    den = fma(v, fma(v, fma(v, fma(v, (0.0 if small else (0.0 if mid else (-0.0604244152148581 if near else 0.0))), (0.0 if small else (0.0 if mid else (6.570249770319282 if near else -22.44095244658582)))), (0.0 if small else (0.011984499846799107 if mid else (108.63500554177944 if near else 474.52854120695537)))), (-3.960228278775368e-06 if small else (0.01363708391202905 if mid else (429.00814002756783 if near else 2553.0504064331644)))), (0.00013249473800432164 if small else (0.12617121980876164 if mid else (645.3872717332679 if near else 3199.8582195085955))))
+    den_lo = 0.0
+    c = (0.005081306281875766 if small else (0.07182865441419627 if mid else (434.56587747522923 if near else 1536.729586084437)))
+    p = v * den
+    s = p + c
+    den_lo = (fma(v, den, -p) + two_sum_err(p, c, s)) + (v * den_lo + vl * den)
+    den = s
+    c = (0.0650222499887673 if small else (0.540397917702171 if mid else (137.65775414351904 if near else 325.7925129965739)))
+    p = v * den
+    s = p + c
+    den_lo = (fma(v, den, -p) + two_sum_err(p, c, s)) + (v * den_lo + vl * den)
+    den = s
+    c = (0.39791722395915535 if small else (0.10642088040084423 if mid else (19.651271667439257 if near else 30.33806074348246)))
+    p = v * den
+    s = p + c
+    den_lo = (fma(v, den, -p) + two_sum_err(p, c, s)) + (v * den_lo + vl * den)
+    den = s
+    c = 1.0
+    p = v * den
+    s = p + c
+    den_lo = (fma(v, den, -p) + two_sum_err(p, c, s)) + (v * den_lo + vl * den)
+    den = s
+    return num, num_lo, den, den_lo

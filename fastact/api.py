@@ -259,7 +259,7 @@ class ActivationFunction:
         """The forward ``np.ufunc`` ``(x, *params) -> y`` (compiles both dtypes).
 
         Vectorized loops compute both sides of a branch and select one, so a
-        raw ufunc call can raise NumPy's "overflow"/"invalid" warnings for
+        raw ufunc call can raise NumPy's "overflow"/"invalid"/"divide" warnings for
         lanes whose result is exact; the public function silences them
         (see ``quiet_call``). Wrap raw calls in ``np.errstate`` likewise.
         """

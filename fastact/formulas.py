@@ -33,14 +33,13 @@ from . import _rootpolys as RP
 from ._eft import two_prod_err, two_sum_err
 from ._jit import scalar
 from ._mathlib import (
-    erf,
-    erfc,
     exp,
-    exp_scalar,
     expm1,
     log1p,
+    mul_erfc_dd,
     mul_exp,
-    mul_half_exp_squared,
+    mul_exp_dd,
+    prod_err,
     tanh as _tanh,
 )
 from ._rootpolys import ROOTS
@@ -490,58 +489,33 @@ def mish_grad(x):
 
 
 # ---------------------------------------------------------------------- gelu
+# Both passes go through erfc of t = -x/sqrt(2) kept as a double-double
+# (vmath's erfc takes the low part into its exponent, where the rounding of
+# x/sqrt2 would be magnified by ~2 t^2 ulps): one vectorized erfc per
+# element, no series for the far tail. mul_erfc_dd multiplies before its one
+# rounding, so (x/2) erfc(t) stays accurate down to gelu's own subnormal
+# range although erfc(t) alone is subnormal from x = -37.5 on.
+
+INV_SQRT_2PI_LO = -2.49232720227773e-17  # 1/sqrt(2 pi) - INV_SQRT_2PI
 
 
 @scalar
 def _x_over_sqrt2(x):
-    """(t, t_lo): x/sqrt(2) as a double-double, for |x| < 2**990."""
+    """(t, t_lo): x/sqrt(2) as a double-double."""
     t = x * INV_SQRT2_HI
-    tl = two_prod_err(x, INV_SQRT2_HI, t) + x * INV_SQRT2_LO
+    tl = prod_err(x, INV_SQRT2_HI, t) + x * INV_SQRT2_LO
     return t, tl
 
 
 @scalar
-def _erfc_dd(t, tl):
-    """erfc(t + tl) to first order in tl: erfc' = -2/sqrt(pi) exp(-t^2)."""
-    return erfc(t) - tl * TWO_OVER_SQRT_PI * exp_scalar(-t * t)
-
-
-@scalar
-def _npdf_times(p, x):
-    """p * exp(-x^2/2) / sqrt(2 pi) with x^2 kept as a double-double."""
-    x2 = x * x
-    x2l = two_prod_err(x, x, x2)
-    # with libm exp: gelu calls libm erfc, so its loop stays scalar anyway
-    z = -0.5 * x2
-    return mul_half_exp_squared(p * INV_SQRT_2PI * (1.0 - 0.5 * x2l), z, exp_scalar(0.5 * z))
-
-
-@scalar
-def _mills_series(x):
-    """S(x) with Phi(x) = phi(x)/|x| * S(x) for x <= -26 (asymptotic, < 1e-18)."""
-    u = 1.0 / (x * x)
-    s = 0.0
-    c = 34459425.0  # (2k-1)!! for k = 9 down to 1
-    for k in range(9, 0, -1):
-        s = (s + (c if k % 2 == 0 else -c)) * u
-        c = c / (2 * k - 1)
-    return 1.0 + s
-
-
-@scalar
 def gelu(x):
-    # x * Phi(x), Phi(x) = erfc(-x/sqrt2)/2
-    if x >= -0.5:
-        # erf is insensitive to the rounding of x/sqrt2 here
-        return 0.5 * x * (1.0 + erf(x * INV_SQRT2_HI))
-    if x >= -26.0:
-        t, tl = _x_over_sqrt2(-x)
-        return 0.5 * x * _erfc_dd(t, tl)
-    if x >= -60.0:
-        # -phi(x) * S(x): erfc would be subnormal before the product is
-        return -_npdf_times(_mills_series(x), x)
-    if x < -60.0:
-        return -0.0
+    # x * Phi(x) = (x/2) erfc(-x/sqrt2)
+    t, tl = _x_over_sqrt2(-x)
+    y = mul_erfc_dd(0.5 * x, t, tl)  # 2 * (x/2) = x for x > 8.5
+    if x >= -40.0:
+        return y
+    if x < -40.0:
+        return -0.0  # |x Phi(x)| < 2**-1075
     return x
 
 
@@ -551,17 +525,19 @@ def gelu_grad(x):
     if near_root(x, GELU_ROOT):
         d = root_d(x, GELU_ROOT)
         return d * RP.gelu_q(d)
-    if x >= -0.5:
-        if x > 40.0:
-            return 1.0 if x == x else x
-        return 0.5 * (1.0 + erf(x * INV_SQRT2_HI)) + _npdf_times(x, x)
-    if x >= -26.0:
-        t, tl = _x_over_sqrt2(-x)
-        return 0.5 * _erfc_dd(t, tl) + _npdf_times(x, x)
-    if x >= -60.0:
-        return _npdf_times((x * x - _mills_series(x)) / x, x)
-    if x < -60.0:
-        return -0.0
+    t, tl = _x_over_sqrt2(-x)
+    # x phi(x) = x/sqrt(2 pi) * exp(-x^2/2), x^2 and 1/sqrt(2 pi) as double-doubles
+    x2 = x * x
+    x2l = prod_err(x, x, x2)
+    p = x * INV_SQRT_2PI
+    pl = prod_err(x, INV_SQRT_2PI, p) + x * INV_SQRT_2PI_LO
+    g = mul_erfc_dd(0.5, t, tl) + mul_exp_dd(p, pl, -0.5 * x2, -0.5 * x2l)
+    if x > 40.0:
+        return 1.0
+    if x >= -40.0:
+        return g
+    if x < -40.0:
+        return -0.0  # |Phi(x) + x phi(x)| < 2**-1075
     return x
 
 
