@@ -326,20 +326,28 @@ def _gated_forward(f, stamp):
 _gufuncs = {}
 
 
-def _guvectorize(kernel, dtype, nargs, layout):
+def _guvectorize(kernel, dtype, nargs, layout, contiguous=False):
     import numba
 
     t = _NUMBA_NAME[np.dtype(dtype)]
-    return numba.guvectorize([f"void({', '.join([f'{t}[:]'] * nargs)})"], layout, cache=True)(kernel)
+    arr = f"{t}[::1]" if contiguous else f"{t}[:]"
+    return numba.guvectorize([f"void({', '.join([arr] * nargs)})"], layout, cache=True)(kernel)
 
 
-def gufunc(name, row_fn, nin, dtype):
-    """gufunc ``(n)[,(n)]->(n)`` running ``row_fn(*rows, out)`` in ``dtype``."""
+def gufunc(name, row_fn, nin, dtype, contiguous=False):
+    """gufunc ``(n)[,(n)]->(n)`` running ``row_fn(*rows, out)`` in ``dtype``.
+
+    ``contiguous=True`` compiles the rows as C-contiguous arrays, whose loops
+    LLVM vectorizes (with runtime strides it keeps most of them scalar). Such
+    a gufunc does NOT check its inputs: it reads a strided row as if it were
+    contiguous, so callers pass it unit-stride rows only.
+    """
+    name = name + "_contiguous" if contiguous else name
 
     def build():
         kernel = _named((_row1 if nin == 1 else _row2)(row_fn, _stamp()), name)
         layout = "(n)->(n)" if nin == 1 else "(n),(n)->(n)"
-        return _guvectorize(kernel, dtype, nin + 1, layout)
+        return _guvectorize(kernel, dtype, nin + 1, layout, contiguous)
 
     return _get_or_build(_gufuncs, (name, np.dtype(dtype)), build)
 

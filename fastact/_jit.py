@@ -10,6 +10,7 @@ later) while staying callable from plain Python (the CUDA simulator, debugging).
 
 _PENDING = []
 _INLINE = set()
+_REASSOC = set()
 _HOOKS = []  # callables run once at registration (intrinsics, overloads)
 _REGISTERED = False
 
@@ -22,18 +23,25 @@ def on_register(hook):
     return hook
 
 
-def scalar(fn=None, *, inline=False):
+def scalar(fn=None, *, inline=False, reassoc=False):
     """Mark ``fn`` as a scalar function usable from compiled kernels.
 
     ``inline=True`` inlines it at Numba's IR level into every caller: LLVM
     does not inline across Numba's per-function libraries, and a call left in
     a ufunc's element function keeps the loop from vectorizing.
+
+    ``reassoc=True`` compiles it with LLVM's ``reassoc`` fast-math flag only,
+    so that a plain floating-point reduction loop (a sum) can be vectorized.
+    Never for code that relies on the order of roundings (two-sums, Cody-Waite
+    reductions, compensated sums): the flag lets LLVM cancel them away.
     """
     if fn is None:
-        return lambda f: scalar(f, inline=inline)
+        return lambda f: scalar(f, inline=inline, reassoc=reassoc)
     _PENDING.append(fn)
     if inline:
         _INLINE.add(fn)
+    if reassoc:
+        _REASSOC.add(fn)
     if _REGISTERED:  # a late definition (e.g. a user extension) after first compile
         _register(fn)
     return fn
@@ -42,8 +50,11 @@ def scalar(fn=None, *, inline=False):
 def _register(fn):
     from numba.extending import register_jitable
 
+    opts = {"fastmath": {"reassoc"}} if fn in _REASSOC else {}
     if fn in _INLINE:
-        register_jitable(inline="always")(fn)
+        register_jitable(inline="always", **opts)(fn)
+    elif opts:
+        register_jitable(**opts)(fn)
     else:
         register_jitable(fn)
 

@@ -10,31 +10,31 @@ from ._jit import scalar
 from .vmath32 import verfcf, verff, vexpf, vexpm1f, vlog1pf, vtanhf
 
 
-@scalar
+@scalar(inline=True)
 def expf(x):
     return vexpf(x)
 
 
-@scalar
+@scalar(inline=True)
 def expm1f(x):
     return vexpm1f(x)
 
 
-@scalar
+@scalar(inline=True)
 def log1pf(x):
     return vlog1pf(x)
 
 
-@scalar
+@scalar(inline=True)
 def tanhf(x):
     return vtanhf(x)
 
 
-@scalar
+@scalar(inline=True)
 def erff(x):
     return verff(x)
 
 
-@scalar
+@scalar(inline=True)
 def erfcf(x):
     return verfcf(x)

@@ -10,17 +10,20 @@ pass here is a loop LLVM vectorizes: the row (a few KB, in L1/L2 cache after
 the first pass) is read several times, memory is read once and written once.
 
 * max and the NaN/+inf check: 8 independent accumulators (the vectorizer
-  cannot reorder a floating-point reduction, the SLP vectorizer packs these);
-* exp(x_i - m) into ``out`` (no reduction in that loop, so it vectorizes);
-* the sum of those terms with 8 float64 accumulators;
+  will not reorder a floating-point max, the SLP vectorizer packs these);
+* exp(x_i - m) into ``out`` in float32, the rounding of x_i - m carried;
+* the float64 sum of those terms (``reassoc``: vectorized, order-free);
 * the scaling pass.
+
+The gufuncs are compiled for unit-stride rows (``rowwise`` passes strided
+rows to the general build), since LLVM keeps loops over runtime-strided
+arrays scalar.
 
 log_softmax keeps the normaliser as ``k + rest`` (k entries equal to the
 maximum, rest the sum of all others) so a dominant entry gets
-``-log1p(rest)``, the tiny negative number, not 0. Backward passes: a float64
-dot product / sum with 8 accumulators, then one elementwise pass;
-log_softmax's uses expm1 so that ``grad - S exp(y)`` does not cancel for y
-close to 0 (one-hot gradient of a dominant entry).
+``-log1p(rest)``, the tiny negative number, not 0. Backward passes: one
+vectorized pass with a plain float64 dot product / sum, then a compensated
+recomputation of only the entries that cancel (see below).
 
 Worst error (tests/test_rowwise.py, vs mpmath): see docs/accuracy.md.
 Special rows as in ``_rowkernels``: -inf entries give 0 / -inf; a row with
@@ -33,18 +36,22 @@ import numpy as np
 
 from ._eft import two_prod_err, two_sum_err
 from ._jit import scalar
-from ._mathlib import exp_dd
-from ._mathlib32 import expf, expm1f
+from ._mathlib import exp, exp_dd
+from ._mathlib32 import expf
 
 NEG_INF = -math.inf
 
 
-@scalar
-def _exp_nonpos(d):
-    """exp(d) for a float64 d <= 0 (or -inf), via the float32 exp plus the rest."""
-    df = np.float32(d)
-    dl = d - np.float64(df) if d > -1e30 else 0.0
-    return np.float64(expf(df)) * (1.0 + dl)
+@scalar(inline=True)
+def _exp_diff(x, m):
+    """exp(x - m) for float32 x <= m (m finite, x may be -inf), in float32:
+    the rounding error of x - m is exact (two-sum) and carried to first order,
+    exp(dh + dl) = e + e dl, because exp turns an error of size |d| ulp(1)
+    in its argument into |d| ulps of the result."""
+    dh = x - m
+    dl = two_sum_err(x, -m, dh)
+    e = expf(dh)
+    return e + e * dl if dh > np.float32(-1e30) else e
 
 
 @scalar
@@ -73,27 +80,27 @@ def row_max32(x):
         m0 = v if v > m0 else m0
         b |= v != v
     m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
-    return np.float64(m), b != 0 or m == math.inf
+    return m, b != 0 or m == math.inf
 
 
-@scalar
-def _sum8(a):
-    """Sum of a float32 row in float64, 8 independent accumulators."""
-    n = a.shape[0]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    n8 = n - n % 8
-    for i in range(0, n8, 8):
-        s0 += np.float64(a[i])
-        s1 += np.float64(a[i + 1])
-        s2 += np.float64(a[i + 2])
-        s3 += np.float64(a[i + 3])
-        s4 += np.float64(a[i + 4])
-        s5 += np.float64(a[i + 5])
-        s6 += np.float64(a[i + 6])
-        s7 += np.float64(a[i + 7])
-    for i in range(n8, n):
-        s0 += np.float64(a[i])
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+@scalar(reassoc=True)
+def _sum(a):
+    """Sum of a float32 row in float64, in any order (vectorized): float64
+    keeps ~2**-40 of relative accuracy for a million terms, far below a
+    float32 ulp. For the normaliser only, whose terms are all >= 0."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.float64(a[i])
+    return s
+
+
+@scalar(reassoc=True)
+def _dot(a, b):
+    """sum(a * b) of float32 rows in float64, in any order (vectorized)."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.float64(a[i]) * np.float64(b[i])
+    return s
 
 
 @scalar
@@ -157,8 +164,8 @@ def softmax_row32(x, out):
         _fill_nan32(out)
         return
     for i in range(x.shape[0]):
-        out[i] = np.float32(_exp_nonpos(np.float64(x[i]) - m))
-    inv = 1.0 / _sum8(out)
+        out[i] = _exp_diff(x[i], m)
+    inv = 1.0 / _sum(out)
     for i in range(x.shape[0]):
         out[i] = np.float32(np.float64(out[i]) * inv)
 
@@ -171,45 +178,61 @@ def log_softmax_row32(x, out):
         return
     # exp of every entry below the maximum (the maximum's own terms are the k)
     for i in range(x.shape[0]):
-        d = np.float64(x[i]) - m
-        out[i] = np.float32(_exp_nonpos(d)) if d < 0.0 else np.float32(0.0)
-    rest = _sum8(out)
+        v = x[i]
+        out[i] = _exp_diff(v, m) if v < m else np.float32(0.0)
+    rest = _sum(out)
     k = 0
     for i in range(x.shape[0]):
         k += x[i] == m
     lse = math.log(k) + math.log1p(rest / k)
+    md = np.float64(m)
     for i in range(x.shape[0]):
-        out[i] = np.float32((np.float64(x[i]) - m) - lse)
+        out[i] = np.float32((np.float64(x[i]) - md) - lse)
+
+
+# Backward: a vectorized pass with a plain float64 sum S, flagging the
+# entries where the result cancels (|g - S| < 2**-20 |S| for softmax,
+# |g - S e| < 2**-20 |S e| for log_softmax: the gradient of a dominant entry, made of the
+# terms a plain sum absorbs); only then a compensated sum (double-double)
+# and an exact recomputation of the flagged entries.
+_CANCEL = 2.0**-20
 
 
 @scalar
 def softmax_backward_row32(g, y, out):
-    s, c = _dot8c(g, y, False)
-    for i in range(y.shape[0]):
-        out[i] = np.float32(np.float64(y[i]) * ((np.float64(g[i]) - s) - c))
+    n = y.shape[0]
+    s = _dot(g, y)
+    flags = np.empty(n, np.bool_)
+    for i in range(n):
+        d = np.float64(g[i]) - s
+        out[i] = np.float32(np.float64(y[i]) * d)
+        flags[i] = abs(d) <= _CANCEL * abs(s)
+    if flags.any():
+        sh, sl = _dot8c(g, y, False)
+        for i in range(n):
+            if flags[i]:
+                out[i] = np.float32(np.float64(y[i]) * ((np.float64(g[i]) - sh) - sl))
 
 
 @scalar
 def log_softmax_backward_row32(g, y, out):
-    s, c = _dot8c(g, g, True)
-    flagged = 0
-    for i in range(y.shape[0]):
-        gi = np.float64(g[i])
-        yi = y[i]
-        # g - S exp(y): with exp(y) for y < -ln2, else (g - S) - S expm1(y),
-        # which does not cancel as y -> 0 (one-hot gradient of a dominant entry)
-        e = np.float64(expf(yi))
-        em = np.float64(expm1f(yi))
-        r = ((gi - s) - c) - s * em if yi >= -0.6931471805599453 else gi - s * e
+    n = y.shape[0]
+    s = _sum(g)
+    flags = np.empty(n, np.bool_)
+    for i in range(n):
+        # float64 exp: a float32 one would make g - S e lose digits wherever
+        # |g - S e| < |S e|, which random gradients hit in every row
+        p = s * exp(np.float64(y[i]))
+        r = np.float64(g[i]) - p
         out[i] = np.float32(r)
-        flagged += abs(r) < 0.5 * abs(s * e)
-    if flagged:
-        # g and S exp(y) cancel: redo those entries with exp(y) as a
-        # double-double (rare: a vectorized pass first, this loop only then)
-        for i in range(y.shape[0]):
-            gi = np.float64(g[i])
+        flags[i] = abs(r) < _CANCEL * abs(p)
+    if flags.any():
+        sh, sl = _dot8c(g, g, True)
+        for i in range(n):
             yi = np.float64(y[i])
-            if abs(out[i]) < 0.5 * abs(s * math.exp(yi)) and yi > -700.0:
+            if flags[i] and yi > -700.0:
+                # exp(y) as a double-double: (g - S e) keeps its digits
                 eh, el = exp_dd(yi)
-                p = eh * s
-                out[i] = np.float32((gi - p) - (two_prod_err(eh, s, p) + (eh * c + el * s)))
+                p = eh * sh
+                r = (np.float64(g[i]) - p) - (two_prod_err(eh, sh, p) + (eh * sl + el * sh))
+                out[i] = np.float32(r)

@@ -43,9 +43,13 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
         row_fn, name = row_fn[1], name + "_f32"
     else:
         row_fn = row_fn[0]
-    gu = _cpu.gufunc(name, row_fn, len(arrays), compute)
     moved = [np.moveaxis(a, ax, -1) for a in arrays]
     tmoved = np.moveaxis(target, ax, -1)
+    # unit-stride rows (the usual case: the last axis of a C array) get the
+    # kernel compiled for contiguous rows, which vectorizes
+    n = tmoved.shape[-1]
+    unit = all(m.strides[-1] == m.itemsize or n <= 1 for m in moved + [tmoved])
+    gu = _cpu.gufunc(name, row_fn, len(arrays), compute, contiguous=unit)
     if tmoved.ndim == 1:
         quiet_call(gu, *moved, out=tmoved)
     else:
