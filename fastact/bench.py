@@ -512,6 +512,7 @@ def _run(names, dtypes, size, repeat, threads, pool, torch, scipy, progress):
     import fastact
 
     meta = {
+        "call_overhead": call_overhead(dtypes[0]),
         "size": size,
         "row_shape": list(shape2),
         "dtypes": list(dtypes),
@@ -528,6 +529,37 @@ def _run(names, dtypes, size, repeat, threads, pool, torch, scipy, progress):
         "elapsed_s": elapsed,
     }
     return {"meta": meta, "rows": rows}
+
+
+OVERHEAD_SIZE = 1 << 12
+OVERHEAD_OPS = ("identity", "relu", "sigmoid")
+
+
+def call_overhead(dtype="float32", n=OVERHEAD_SIZE, number=2000, repeat=5):
+    """Per-call time of small public calls vs ``np.negative`` on the same array.
+
+    The best of ``repeat`` batches of ``number`` calls (the minimum: call
+    overhead is a floor, noise only adds to it), in microseconds, and the
+    ratio to ``np.negative``. ``identity`` and ``relu`` are nearly all
+    overhead at 2**12 elements; ``sigmoid`` shows overhead plus compute.
+    """
+    import timeit
+
+    import fastact
+
+    x = np.linspace(-3, 3, n, dtype=dtype)
+
+    def best(fn):
+        fn()  # compiles / sets the fast path up
+        return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+
+    ref = best(lambda: np.negative(x))
+    res = {"size": n, "dtype": str(np.dtype(dtype)), "np_negative_us": ref, "ops": {}}
+    for name in OVERHEAD_OPS:
+        f = fastact.ACTIVATIONS[name]
+        t = best(lambda: f(x))
+        res["ops"][name] = {"us": t, "ratio_to_np_negative": t / ref}
+    return res
 
 
 # ------------------------------------------------------------------ output
@@ -564,6 +596,11 @@ def format_table(result):
         f"{'op':<12} {'dir':<8} {'ms':>8} {'GB/s':>6} {'roof%':>5} {'numpy ms':>9} {'xnp':>7} "
         f"{'torch ms':>9} {'xtorch':>7} {'scipy ms':>9} {'xscipy':>7}"
     )
+    co = meta.get("call_overhead")
+    if co:
+        calls = ", ".join(f"{k} {v['us']:.2f} us ({v['ratio_to_np_negative']:.1f}x)" for k, v in co["ops"].items())
+        lines.append(f"call overhead at {co['size']} {co['dtype']} elements: np.negative "
+                     f"{co['np_negative_us']:.2f} us; {calls}")
     for dt in meta["dtypes"]:
         rf = meta["rooflines"][dt]
 

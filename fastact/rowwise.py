@@ -99,12 +99,15 @@ choice: max-subtraction gives -inf - (-inf) = NaN and there is no finite
 distribution to return; returning a uniform row would hide the bad input).
 An empty axis gives an empty result.
 
-Stability and accuracy: max-subtracted; the maximum and the normaliser come from
-one read pass (the running sum is rescaled only when the row spans more than 600),
-a second pass writes. x - max is carried as a double-double into exp and the
-normaliser is a compensated sum kept as 1 + rest, so every entry is within 4 ulp
-of the exact value in float32 and float64 (PyTorch, JAX and SciPy lose up to
-64 / 129 ulp on small probabilities). float32 is computed in float64.
+Stability and accuracy: max-subtracted, with the rounding error of x - max
+carried into exp (PyTorch, JAX and SciPy lose up to 64 / 129 ulp on small
+probabilities by dropping it), so every entry is within 4 ulp of the exact
+value. float64: the maximum and the normaliser come from one read pass (the
+running sum is rescaled only when the row spans more than 600), a second pass
+writes; x - max is a double-double and the normaliser a compensated sum kept
+as 1 + rest. float32: vectorized row kernels (max, float32 exp, float64 sum,
+scale; the row stays in cache between passes) with the normaliser as
+k + rest (k entries equal to the maximum), see fastact/_rowkernels32.py.
 
 Any axis, any number of dimensions, strided inputs (no copy); parallel over rows
 for large inputs. float16 is computed in float32, integers in float64.

@@ -16,8 +16,9 @@ tests/test_vmath.py (which fails above these numbers) and kept here:
     verf    <= 1 ulp
     verfc   <= 1 ulp   (subnormal results from x = 26.543, 0 from 27.226)
 
-float32 kernels evaluate these in float64 and round once, which is within
-0.5 ulp + 2**-29 of the float32 result.
+float32 kernels of activations without a float32 evaluation (``formulas32``)
+evaluate these in float64 and round once, within 0.5 ulp + 2**-29 of the
+float32 result; the others use the float32 layer ``vmath32``.
 
 Also products rounded about once, for formulas whose factor would otherwise
 meet a subnormal exp/erfc or an extra rounding: ``vmul_exp_dd`` ((ph + pl)

@@ -17,7 +17,7 @@ ROW_KEYS = {
     "roofline", "roofline_gb_per_s", "roofline_threads", "roofline_fraction",
     "numpy_ms", "speedup_vs_numpy", "torch_ms", "speedup_vs_torch", "scipy_ms", "speedup_vs_scipy",
 }
-META_KEYS = {"size", "row_shape", "dtypes", "ops", "repeat", "threads", "rooflines", "versions", "elapsed_s"}
+META_KEYS = {"size", "row_shape", "dtypes", "ops", "repeat", "threads", "rooflines", "versions", "elapsed_s", "call_overhead"}
 PEER_KEYS = ("torch_ms", "speedup_vs_torch", "scipy_ms", "speedup_vs_scipy")
 SIZE = 4096  # softmax family: 4 x 1024
 
@@ -325,3 +325,18 @@ def test_scipy_peers_compute_the_same_function():
         got = bench.scipy_forward(scipy, name)(x2, np.empty_like(x2))
         np.testing.assert_allclose(got, fastact.ROW_FUNCTIONS[name](x2), rtol=1e-12, atol=1e-300, err_msg=name)
     assert bench.scipy_forward(scipy, "relu") is None
+
+
+def test_call_overhead_report():
+    from fastact import bench
+
+    co = bench.call_overhead("float32", n=256, number=20, repeat=2)
+    assert co["size"] == 256 and co["dtype"] == "float32"
+    assert set(co["ops"]) == set(bench.OVERHEAD_OPS)
+    assert co["np_negative_us"] > 0
+    for v in co["ops"].values():
+        assert v["us"] > 0 and np.isfinite(v["us"])
+        assert v["ratio_to_np_negative"] == pytest.approx(v["us"] / co["np_negative_us"])
+    result = bench.run(["relu"], ("float32",), size=1 << 10, repeat=1, progress=False)
+    assert set(result["meta"]["call_overhead"]["ops"]) == set(bench.OVERHEAD_OPS)
+    assert "call overhead at 4096 float32 elements" in bench.format_table(result)
