@@ -133,6 +133,23 @@ def ulp_error(mp, computed, exact, dtype):
     return float(diff / _ulp_scale(mp, exact, dtype))
 
 
+def ulps_f32(got, ref):
+    """|got - ref| in float32 ulps of ``ref``, vectorized (``ref`` in float64,
+    standing in for the exact value): the spacing of float32 in ref's binade,
+    the smallest subnormal below FLT_MIN. A ref beyond the float32 range must
+    come back as inf of its sign; NaN must match NaN and an infinite ref must
+    match exactly (else the error is inf)."""
+    fi = np.finfo(np.float32)
+    mag = np.maximum(np.abs(ref), float(fi.tiny))
+    spacing = np.exp2(np.floor(np.log2(mag)) - fi.nmant)
+    over = np.abs(ref) >= float(fi.max) * (1 + 2.0**-25)
+    err = np.abs(got.astype(np.float64) - ref) / spacing
+    err = np.where(over, np.where(np.isinf(got) & (np.sign(got) == np.sign(ref)), 0.0, np.inf), err)
+    both_nan = np.isnan(got) & np.isnan(ref)
+    same_inf = np.isinf(ref) & (got.astype(np.float64) == ref)
+    return np.where(both_nan | same_inf, 0.0, np.where(np.isnan(err), np.inf, err))
+
+
 def _param_values(entry, which, dtype):
     if which == "default":
         vals = entry.defaults

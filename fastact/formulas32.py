@@ -34,6 +34,7 @@ from . import _rootpolys as RP
 from ._eft import two_sum_err
 from ._jit import scalar
 from ._mathlib32 import erfcf, expf, expm1f, log1pf, tanhf
+from .vmath32 import _two_prod_err  # Dekker's product in float32
 from .formulas import (
     GELU_ROOT,
     GELU_TANH_ROOT,
@@ -89,7 +90,6 @@ def _split(z):
 # rounding errors of 1 + e and of the division are carried instead
 # (double-float arithmetic: two-sum, Dekker's product with a 12-bit split).
 _F1 = np.float32(1.0)
-_SPLIT32 = np.float32(4097.0)  # 2**12 + 1
 _UP32 = np.float32(-80.0)  # exp(-x) * 4097 stays finite for x >= this
 _TAIL32 = np.float32(-80.0)
 # 64 ln2 as a float32 with 17 fractional bits (x + C_HI is exact for x in
@@ -97,18 +97,6 @@ _TAIL32 = np.float32(-80.0)
 _C_HI = np.float32(44.36141967773438)
 _C_LO = np.float32(44.3614195558365 - 44.36141967773438)
 _TWO_M64_32 = np.float32(2.0**-64)
-
-
-@scalar(inline=True)
-def _prod_err32(a, b, p):
-    """Exact error a*b - p of the float32 product p = fl(a*b) (Dekker)."""
-    ca = _SPLIT32 * a
-    ah = ca - (ca - a)
-    al = a - ah
-    cb = _SPLIT32 * b
-    bh = cb - (cb - b)
-    bl = b - bh
-    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
 @scalar(inline=True)
@@ -122,7 +110,7 @@ def _sigmoid32(x):
     dl = two_sum_err(_F1, e, dh)
     q = num / dh
     p = q * dh
-    rho = ((num - p) - _prod_err32(q, dh, p)) - q * dl  # num - p is exact (Sterbenz)
+    rho = ((num - p) - _two_prod_err(q, dh, p)) - q * dl  # num - p is exact (Sterbenz)
     # rho/dh: 1/dh is q where num = 1, and 1 where num = e (dh = 1 there)
     return q, rho * (q if up else _F1)
 
@@ -142,7 +130,7 @@ def silu(x):
     # C_HI) and scaled back by 2**-64 in one rounding; x > 80 is x.
     q, c = _sigmoid32(x if x >= _TAIL32 else _F1)
     yh = x * q
-    y = yh + (_prod_err32(x, q, yh) + x * c)
+    y = yh + (_two_prod_err(x, q, yh) + x * c)
     t = x + _C_HI
     et = expf(t) * (_F1 + _C_LO)
     tail = ((x * et) * _TWO_M64_32) if et != np.float32(0.0) else np.float32(-0.0)

@@ -36,7 +36,7 @@ vectorized).
 import numpy as np
 
 from ._eft import two_sum_err
-from ._jit import on_register, scalar
+from ._jit import bitcasts, on_register, scalar
 from ._vmath_coeffs import erf_rational, erfc_slope, exp_dd_p, exp_p, log_q, tanh_p
 from ._vmath_coeffs import fma as _fma
 
@@ -49,14 +49,7 @@ _MANT = 0x000FFFFFFFFFFFFF
 _ONE_BITS = 0x3FF0000000000000
 
 
-def _bits_f64(i):
-    """The float64 whose bits are the int64 ``i`` (a bitcast)."""
-    return np.int64(i).view(np.float64)
-
-
-def _f64_bits(x):
-    """The int64 holding the bits of the float64 ``x``."""
-    return np.float64(x).view(np.int64)
+_bits_f64, _f64_bits = bitcasts(64)
 
 
 @scalar
@@ -65,36 +58,10 @@ def _fast_two_sum_err(a, b, s):
     return b - (s - a)
 
 
-def _register_bitcasts():
-    # In compiled code these must be a plain LLVM bitcast: Numba lowers a
-    # scalar .view() through a temporary array, which costs ~15 ns per element
-    # and keeps the loop from vectorizing. Registered lazily with the formulas.
-    # The same for _fma: one instruction where Dekker's product takes 16.
-    from llvmlite import ir
+def _register_fma():
+    # _fma as one instruction (llvm.fma) where Dekker's product takes 16
     from numba.core import types
     from numba.extending import intrinsic, overload
-
-    @intrinsic
-    def _bitcast_i2f(typingctx, i):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.DoubleType())
-
-        return types.float64(types.int64), codegen
-
-    @intrinsic
-    def _bitcast_f2i(typingctx, x):
-        def codegen(context, builder, sig, args):
-            return builder.bitcast(args[0], ir.IntType(64))
-
-        return types.int64(types.float64), codegen
-
-    @overload(_bits_f64, inline="always")
-    def _ov_bits_f64(i):
-        return lambda i: _bitcast_i2f(np.int64(i))
-
-    @overload(_f64_bits, inline="always")
-    def _ov_f64_bits(x):
-        return lambda x: _bitcast_f2i(np.float64(x))
 
     @intrinsic
     def _fma_f64(typingctx, a, b, c):
@@ -108,7 +75,7 @@ def _register_bitcasts():
         return lambda a, b, c: _fma_f64(np.float64(a), np.float64(b), np.float64(c))
 
 
-on_register(_register_bitcasts)
+on_register(_register_fma)
 
 
 @scalar
