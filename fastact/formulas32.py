@@ -100,11 +100,9 @@ _TWO_M64_32 = np.float32(2.0**-64)
 
 
 @scalar(inline=True)
-def _sigmoid32(x):
-    """(q, c): sigmoid(x) = q + c to ~2**-40 relative given exp, for x >= -80
-    (num/(1 + e) with num = 1, e = exp(-x)) and for x < -80 (num = e = exp(x))."""
-    up = x >= _UP32
-    e = expf(-x if up else x)
+def _sigmoid32_from(e, up):
+    """(q, c): sigmoid = q + c to ~2**-40 relative given e: num/(1 + e) with
+    num = 1, e = exp(-x) where ``up`` (x >= -80), num = e = exp(x) below."""
     num = _F1 if up else e
     dh = _F1 + e
     dl = two_sum_err(_F1, e, dh)
@@ -119,24 +117,27 @@ def _sigmoid32(x):
 def sigmoid(x):
     # 1/(1 + exp(-x)) with exp(-x) finite, exp(x)/(1 + exp(x)) below -80
     # (subnormal results survive); one exp either way
-    q, c = _sigmoid32(x)
+    up = x >= _UP32
+    q, c = _sigmoid32_from(expf(-x if up else x), up)
     return q + c
 
 
 @scalar
 def silu(x):
     # x sigmoid(x) = x q + x c with the product's error carried. In the tail
-    # (x < -80) x exp(x) with exp taken of x + 64 ln2 (exact in float32 with
-    # C_HI) and scaled back by 2**-64 in one rounding; x > 80 is x.
-    q, c = _sigmoid32(x if x >= _TAIL32 else _F1)
+    # (x < -80) x exp(x), with exp taken of x + 64 ln2 (exact in float32 with
+    # C_HI) and scaled back by 2**-64 in one rounding; x > 80 is x. One exp:
+    # its argument is selected per lane.
+    up = x >= _UP32
+    e = expf(-x if up else x + _C_HI)
+    q, c = _sigmoid32_from(e, True)
     yh = x * q
     y = yh + (_two_prod_err(x, q, yh) + x * c)
-    t = x + _C_HI
-    et = expf(t) * (_F1 + _C_LO)
+    et = e * (_F1 + _C_LO)
     tail = ((x * et) * _TWO_M64_32) if et != np.float32(0.0) else np.float32(-0.0)
     if x > np.float32(80.0):
         return x
-    if x >= _TAIL32:
+    if up:
         return y
     if x < _TAIL32:
         return tail
