@@ -1,21 +1,26 @@
 """Generate fastact/_vmath32_coeffs.py: polynomial coefficients for fastact/vmath32.py.
 
 Each polynomial is a Chebyshev fit (mpmath.chebyfit, 200 bits) in monomial
-form, its coefficients rounded to float32, chosen as the lowest degree whose
-fit error meets the target on its interval. The error of the rounded
-polynomial (evaluated exactly) is measured on a dense grid, checked against
-the target and written next to each function.
+form, of the lowest degree whose truncation error meets its target, with the
+coefficients then rounded to float32; the error of the rounded polynomial
+(evaluated exactly, on a dense grid) is written next to each function. That
+rounding costs about one float32 rounding of the polynomial's largest term,
+the same order as the roundings of its evaluation, which the accuracy tests
+of vmath32 measure end to end.
 
 The erfc tail ``erfc(a) = exp(-a^2 + L(a)) / a`` with
 ``L(a) = log(a erfc(a) exp(a^2))`` (in [-1.18, -0.57] for a >= 0.5) is fitted
 on four intervals that share one evaluation (the coefficients are selected
-per lane): [0.5, 1), [1, 2) and [2, 3.5) in s = a - centre (exact, Sterbenz),
-and [3.5, 10.5] in w - centre with w = 1/a^2, where L is a slowly varying
-function of w and the rounding of w costs little. L is written as ``C + L0 + L1 s + s^2 Q(s)``: C
-is a short constant (a multiple of 2**-8) that joins the exact part of the
+per lane): [0.5, 1), [1, 2) and [2, 3.5) in v = a - centre (exact, Sterbenz),
+and [3.5, 10.5] in v = w - centre with w = 1/a^2, where L is a slowly varying
+function of w and the rounding of w costs little (a polynomial in a would
+need twice the degree there). L is written as ``C + L0 + L1 v + v^2 Q(v)``:
+C is a short constant (a multiple of 2**-8) that joins the exact part of the
 exp argument, and L1 is split into a 12-bit head (exact products with the
-12-bit halves of s) and a float32 tail, so that the large terms of L enter
-the exp argument without rounding.
+12-bit halves of v) and a float32 tail, so that the large terms of L enter
+the exp argument without rounding. The two tail
+functions are plain ``@scalar`` (compiled once, inlined by LLVM): inlining
+their ~60 selects at Numba's IR level costs seconds of compile time per kernel.
 
 Run: python tools/gen_vmath32.py [--check]
 """
@@ -168,8 +173,8 @@ def select(values):
     """Nested selects of float32 constants on the piece flags p1, p2, ..."""
     expr = lit(values[-1])
     for i in range(len(values) - 2, -1, -1):
-        expr = f"{lit(values[i])} if p{i + 1} else ({expr})" if i < len(values) - 2 else (
-            f"{lit(values[i])} if p{i + 1} else {expr}")
+        inner = expr if i == len(values) - 2 else f"({expr})"
+        expr = f"{lit(values[i])} if p{i + 1} else {inner}"
     return expr
 
 
