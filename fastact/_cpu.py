@@ -127,14 +127,12 @@ def _forward_fixed(run, params, stamp):
     # parameters as compile-time constants (closure cells): a 1-input loop is
     # contiguous and vectorizes, where a broadcast scalar input (stride 0)
     # sends NumPy/Numba to the generic strided loop
-    a = params[0] if params else 0.0
+    a = params[0]
     b = params[1] if len(params) > 1 else 0.0
     n = len(params)
 
     def forward_fixed(x):
         stamp  # noqa: B018
-        if n == 0:
-            return run(x, ())
         if n == 1:
             return run(x, (a,))
         return run(x, (a, b))
@@ -143,14 +141,12 @@ def _forward_fixed(run, params, stamp):
 
 
 def _backward_fixed(run, params, stamp):
-    a = params[0] if params else 0.0
+    a = params[0]
     b = params[1] if len(params) > 1 else 0.0
     n = len(params)
 
     def backward_fixed(g, x):
         stamp  # noqa: B018
-        if n == 0:
-            return np.float64(g) * run(x, ())
         if n == 1:
             return np.float64(g) * run(x, (a,))
         return np.float64(g) * run(x, (a, b))

@@ -22,8 +22,8 @@ arrays scalar.
 log_softmax keeps the normaliser as ``k + rest`` (k entries equal to the
 maximum, rest the sum of all others) so a dominant entry gets
 ``-log1p(rest)``, the tiny negative number, not 0. Backward passes: one
-vectorized pass with a plain float64 dot product / sum, then a compensated
-recomputation of only the entries that cancel (see below).
+vectorized pass with a plain float64 dot product / sum; a row where the
+result cancels is recomputed by the compensated float64 kernel (see below).
 
 Worst error (tests/test_rowwise.py, vs mpmath): see docs/accuracy.md.
 Special rows as in ``_rowkernels``: -inf entries give 0 / -inf; a row with
@@ -34,13 +34,11 @@ import math
 
 import numpy as np
 
-from ._eft import two_prod_err, two_sum_err
+from ._eft import two_sum_err
 from ._jit import scalar
-from ._mathlib import exp, exp_dd
+from ._mathlib import exp
 from ._mathlib32 import expf
-
-NEG_INF = -math.inf
-
+from ._rowkernels import NEG_INF, _fill_nan, log_softmax_backward_row, softmax_backward_row
 
 @scalar(inline=True)
 def _exp_diff(x, m):
@@ -104,64 +102,10 @@ def _dot(a, b):
 
 
 @scalar
-def _acc(s, c, p):
-    """(s + p, c + its rounding error): one step of a compensated sum."""
-    u = s + p
-    return u, c + two_sum_err(s, p, u)
-
-
-@scalar
-def _dot8c(a, b, ones):
-    """sum(a * b) (or sum(a) when ``ones``) of float32 rows as a double-double
-    (s, c): float64 products of float32 are exact, and the sums carry their
-    rounding errors, so ``g - s`` keeps its digits when it cancels (the
-    gradient of a dominant entry is made of the terms a plain sum absorbs).
-    8 independent compensated accumulators."""
-    n = a.shape[0]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = 0.0
-    n8 = n - n % 8
-    for i in range(0, n8, 8):
-        p0 = np.float64(a[i]) * (1.0 if ones else np.float64(b[i]))
-        p1 = np.float64(a[i + 1]) * (1.0 if ones else np.float64(b[i + 1]))
-        p2 = np.float64(a[i + 2]) * (1.0 if ones else np.float64(b[i + 2]))
-        p3 = np.float64(a[i + 3]) * (1.0 if ones else np.float64(b[i + 3]))
-        p4 = np.float64(a[i + 4]) * (1.0 if ones else np.float64(b[i + 4]))
-        p5 = np.float64(a[i + 5]) * (1.0 if ones else np.float64(b[i + 5]))
-        p6 = np.float64(a[i + 6]) * (1.0 if ones else np.float64(b[i + 6]))
-        p7 = np.float64(a[i + 7]) * (1.0 if ones else np.float64(b[i + 7]))
-        s0, c0 = _acc(s0, c0, p0)
-        s1, c1 = _acc(s1, c1, p1)
-        s2, c2 = _acc(s2, c2, p2)
-        s3, c3 = _acc(s3, c3, p3)
-        s4, c4 = _acc(s4, c4, p4)
-        s5, c5 = _acc(s5, c5, p5)
-        s6, c6 = _acc(s6, c6, p6)
-        s7, c7 = _acc(s7, c7, p7)
-    for i in range(n8, n):
-        s0, c0 = _acc(s0, c0, np.float64(a[i]) * (1.0 if ones else np.float64(b[i])))
-    c = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7))
-    s, c = _acc(s0, c, s1)
-    s, c = _acc(s, c, s2)
-    s, c = _acc(s, c, s3)
-    s, c = _acc(s, c, s4)
-    s, c = _acc(s, c, s5)
-    s, c = _acc(s, c, s6)
-    s, c = _acc(s, c, s7)
-    return s, c
-
-
-@scalar
-def _fill_nan32(out):
-    for i in range(out.shape[0]):
-        out[i] = np.float32(math.nan)
-
-
-@scalar
 def softmax_row32(x, out):
     m, bad = row_max32(x)
     if bad or m == NEG_INF:
-        _fill_nan32(out)
+        _fill_nan(out)
         return
     for i in range(x.shape[0]):
         out[i] = _exp_diff(x[i], m)
@@ -174,7 +118,7 @@ def softmax_row32(x, out):
 def log_softmax_row32(x, out):
     m, bad = row_max32(x)
     if bad or m == NEG_INF:
-        _fill_nan32(out)
+        _fill_nan(out)
         return
     # exp of every entry below the maximum (the maximum's own terms are the k)
     for i in range(x.shape[0]):
@@ -190,49 +134,37 @@ def log_softmax_row32(x, out):
         out[i] = np.float32((np.float64(x[i]) - md) - lse)
 
 
-# Backward: a vectorized pass with a plain float64 sum S, flagging the
+# Backward: a vectorized pass with a plain float64 sum S, counting the
 # entries where the result cancels (|g - S| < 2**-20 |S| for softmax,
-# |g - S e| < 2**-20 |S e| for log_softmax: the gradient of a dominant entry, made of the
-# terms a plain sum absorbs); only then a compensated sum (double-double)
-# and an exact recomputation of the flagged entries.
+# |g - S e| < 2**-20 |S e| for log_softmax: the gradient of a dominant entry,
+# made of the terms a plain sum absorbs). Only a row with such an entry is
+# recomputed, by the float64 kernel of _rowkernels (compensated sums, exp as
+# a double-double where it cancels), rounded to float32 on the store.
 _CANCEL = 2.0**-20
 
 
 @scalar
 def softmax_backward_row32(g, y, out):
-    n = y.shape[0]
     s = _dot(g, y)
-    flags = np.empty(n, np.bool_)
-    for i in range(n):
+    cancels = 0
+    for i in range(y.shape[0]):
         d = np.float64(g[i]) - s
         out[i] = np.float32(np.float64(y[i]) * d)
-        flags[i] = abs(d) <= _CANCEL * abs(s)
-    if flags.any():
-        sh, sl = _dot8c(g, y, False)
-        for i in range(n):
-            if flags[i]:
-                out[i] = np.float32(np.float64(y[i]) * ((np.float64(g[i]) - sh) - sl))
+        cancels += abs(d) <= _CANCEL * abs(s)
+    if cancels:
+        softmax_backward_row(g, y, out)
 
 
 @scalar
 def log_softmax_backward_row32(g, y, out):
-    n = y.shape[0]
     s = _sum(g)
-    flags = np.empty(n, np.bool_)
-    for i in range(n):
+    cancels = 0
+    for i in range(y.shape[0]):
         # float64 exp: a float32 one would make g - S e lose digits wherever
         # |g - S e| < |S e|, which random gradients hit in every row
         p = s * exp(np.float64(y[i]))
         r = np.float64(g[i]) - p
         out[i] = np.float32(r)
-        flags[i] = abs(r) < _CANCEL * abs(p)
-    if flags.any():
-        sh, sl = _dot8c(g, g, True)
-        for i in range(n):
-            yi = np.float64(y[i])
-            if flags[i] and yi > -700.0:
-                # exp(y) as a double-double: (g - S e) keeps its digits
-                eh, el = exp_dd(yi)
-                p = eh * sh
-                r = (np.float64(g[i]) - p) - (two_prod_err(eh, sh, p) + (eh * sl + el * sh))
-                out[i] = np.float32(r)
+        cancels += abs(r) < _CANCEL * abs(p)
+    if cancels:
+        log_softmax_backward_row(g, y, out)

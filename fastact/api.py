@@ -102,7 +102,10 @@ class ActivationFunction:
         self.__module__ = "fastact"
         self.__doc__ = _docstring(entry)
         self._fast = {}  # dtype -> 1-input forward ufunc of the default parameters
-        self._fast_max_size = _threads.MIN_PARALLEL_ELEMENTS  # larger calls may use threads
+        # below this size a call stays on the calling thread (the fast path's bound too)
+        self._min_parallel = (
+            _threads.MIN_PARALLEL_ELEMENTS_CHEAP if entry.cheap else _threads.MIN_PARALLEL_ELEMENTS
+        )
         if entry.grad_y is not None:
             self.backward_from_output = self._backward_from_output
 
@@ -191,8 +194,7 @@ class ActivationFunction:
                 out = np.empty(shape, dtype=result)
             np.copyto(out, full, where=mask, casting="same_kind")
             return out
-        threshold = _threads.MIN_PARALLEL_ELEMENTS_CHEAP if self._entry.cheap else _threads.MIN_PARALLEL_ELEMENTS
-        big = arrays[0].size >= threshold and _threads.get_num_threads() > 1
+        big = arrays[0].size >= self._min_parallel and _threads.get_num_threads() > 1
         if out is None and (big or result is not compute):
             shape = np.broadcast_shapes(*(a.shape for a in arrays))
             out = np.empty(shape, dtype=result)
@@ -216,7 +218,7 @@ class ActivationFunction:
             # compiled loop once the general path below has set it up
             # (quiet_call inlined: this path is the whole overhead of a small call)
             uf = self._fast.get(x.dtype)
-            if uf is not None and x.ndim and x.size < self._fast_max_size:
+            if uf is not None and x.ndim and x.size < self._min_parallel:
                 quiet = _QUIET.get(_EXTOBJ.get()) if _EXTOBJ is not None else None
                 if quiet is None:
                     return quiet_call(uf, x)

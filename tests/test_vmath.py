@@ -13,6 +13,7 @@ mp = pytest.importorskip("mpmath")
 from fastact.accuracy import ulp_error  # noqa: E402
 
 numba = pytest.importorskip("numba")
+from _layer import layer_ufunc, loop_asm  # noqa: E402
 
 
 def _erf_ref(x):
@@ -32,17 +33,9 @@ REFS = {"vexp": mp.exp, "vexpm1": mp.expm1, "vlog1p": mp.log1p, "vtanh": mp.tanh
 # fdlibm's interval boundaries, the erfc underflow (subnormal from 26.543,
 # below half the least subnormal from 27.226) and erf's switch to +-1 at 6
 ERF_EDGES = [0.84375, 1.25, 1 / 0.35, 6.0, 26.543258454250981, 27.226017111108364, 28.0, 0.25]
-_UF = {}
-
-
 def ufunc(name):
-    if name not in _UF:
-        from fastact._jit import ensure_registered
-
-        ensure_registered()
-        fn = getattr(vmath, name)
-        _UF[name] = numba.vectorize(["float64(float64)"])(lambda x: fn(x))
-    return _UF[name]
+    """A ufunc around ``vmath.<name>`` (compiled once per test session)."""
+    return layer_ufunc(getattr(vmath, name), np.float64)
 
 
 def _points(name):
@@ -155,22 +148,7 @@ def test_double_double_products():
 
 
 def _loop_asm(fn):
-    """Machine code of a ufunc loop around ``fn`` (the element function inlined)."""
-    from numba.core.compiler_lock import global_compiler_lock
-    from numba.np.ufunc.wrappers import build_ufunc_wrapper
-
-    from fastact._jit import ensure_registered
-
-    ensure_registered()
-    k = numba.vectorize(["float64(float64)"])(lambda x: fn(x))
-    k(np.ones(64))
-    cres = list(k._dispatcher.overloads.values())[0]
-    info = build_ufunc_wrapper(
-        cres.library, cres.target_context, cres.fndesc.llvm_func_name, cres.signature, cres.objectmode, cres
-    )
-    with global_compiler_lock:
-        info.library.get_pointer_to_function(info.name)
-    return info.library.get_asm_str()
+    return loop_asm(fn, np.float64)
 
 
 @pytest.mark.parametrize("name", sorted(BOUNDS))

@@ -21,6 +21,7 @@ from fastact import vmath32
 numba = pytest.importorskip("numba")
 mp = pytest.importorskip("mpmath")
 special = pytest.importorskip("scipy.special")
+from _layer import layer_ufunc, loop_asm  # noqa: E402
 from fastact.accuracy import ulp_error, ulps_f32  # noqa: E402
 
 NAMES = ("vexpf", "vexpm1f", "vlog1pf", "vtanhf", "verff", "verfcf")
@@ -56,18 +57,9 @@ BREAKS = {
     "verff": [0.5, 1.0, 2.0, 3.5, 3.9192059, 6.0, 10.5, 1.1754944e-38, 1e-3],
     "verfcf": [0.5, 1.0, 2.0, 3.5, 9.194, 10.054196, 10.5, -0.5, -1.0, -3.5, -3.9192059, 1e-3],
 }
-_UF = {}
-
-
 def ufunc(name):
-    """A float32 ufunc around ``vmath32.<name>`` (compiled once per test session)."""
-    if name not in _UF:
-        from fastact._jit import ensure_registered
-
-        ensure_registered()
-        fn = getattr(vmath32, name)
-        _UF[name] = numba.vectorize(["float32(float32)"])(lambda x: fn(x))
-    return _UF[name]
+    """A ufunc around ``vmath32.<name>`` (compiled once per test session)."""
+    return layer_ufunc(getattr(vmath32, name), np.float32)
 
 
 def _window(v, n):
@@ -208,22 +200,7 @@ def test_thresholds_exact(name, centre):
 
 
 def _loop_asm(fn):
-    """Machine code of a float32 ufunc loop around ``fn`` (the element function inlined)."""
-    from numba.core.compiler_lock import global_compiler_lock
-    from numba.np.ufunc.wrappers import build_ufunc_wrapper
-
-    from fastact._jit import ensure_registered
-
-    ensure_registered()
-    k = numba.vectorize(["float32(float32)"])(lambda x: fn(x))
-    k(np.ones(64, dtype=np.float32))
-    cres = list(k._dispatcher.overloads.values())[0]
-    info = build_ufunc_wrapper(
-        cres.library, cres.target_context, cres.fndesc.llvm_func_name, cres.signature, cres.objectmode, cres
-    )
-    with global_compiler_lock:
-        info.library.get_pointer_to_function(info.name)
-    return info.library.get_asm_str()
+    return loop_asm(fn, np.float32)
 
 
 def _check_float32_vector_loop(asm, name, at_least=8):

@@ -32,7 +32,7 @@ import mpmath as mp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _codegen import write_or_check  # noqa: E402
+from _codegen import log_q, write_or_check  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "fastact" / "_vmath32_coeffs.py"
@@ -113,14 +113,6 @@ def exp_p2(r):
     if abs(r) < mp.mpf("1e-30"):
         return mp.mpf(1) / 2 + r / 6
     return (mp.expm1(r) - r) / r**2
-
-
-def log_q(z):
-    # T(z)/z with 2 atanh(s) = 2s + s T(s^2): T(z) = sum_{n>=1} 2 z^n / (2n+1)
-    if z == 0:
-        return mp.mpf(2) / 3
-    s = mp.sqrt(z)
-    return (2 * mp.atanh(s) - 2 * s) / (s * z)
 
 
 def erf_p(z):
