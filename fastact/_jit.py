@@ -48,15 +48,33 @@ def scalar(fn=None, *, inline=False, reassoc=False):
 
 
 def _register(fn):
-    from numba.extending import register_jitable
+    # CPU options (IR inlining, reassoc) as a CPU-only overload: the CUDA
+    # target's inliner does not accept them, and a GPU backend registers its
+    # own plain overloads of the same functions (``register_for_target``)
+    from numba.extending import overload
 
     opts = {"fastmath": {"reassoc"}} if fn in _REASSOC else {}
-    if fn in _INLINE:
-        register_jitable(inline="always", **opts)(fn)
-    elif opts:
-        register_jitable(**opts)(fn)
-    else:
-        register_jitable(fn)
+    inline = "always" if fn in _INLINE else "never"
+    overload(fn, target="cpu", jit_options=opts, inline=inline, strict=False)(_returns(fn))
+
+
+def _returns(fn):
+    def ov(*args, **kwargs):
+        return fn
+
+    return ov
+
+
+def register_for_target(target, replaced=()):
+    """Register every marked function for ``target`` (e.g. "cuda"), plain
+    (no CPU-only options), except those in ``replaced``: the backend gives
+    those (its math primitives) its own overloads."""
+    from numba.extending import overload
+
+    ensure_registered()
+    for fn in _PENDING:
+        if fn not in replaced:
+            overload(fn, target=target, strict=False)(_returns(fn))
 
 
 def bitcasts(bits):

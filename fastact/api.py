@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _cpu, _threads
+from . import _cpu, _gpu, _threads
 from .catalog import ENTRIES, Activation
 
 _F16 = np.dtype(np.float16)
@@ -159,6 +159,10 @@ class ActivationFunction:
     # --------------------------------------------------------------- calling
 
     def _run(self, kind, where, inputs, out, mask, params):
+        if _gpu.any_gpu(out, *(a for a, _ in inputs)):
+            if mask is not True:
+                raise TypeError(f"fastact.{where}: where= is not supported for GPU arrays")
+            return _gpu.elementwise(where, self._entry, kind, inputs, out, params)
         res = self._run_ufunc(kind, where, inputs, out, mask, params)
         if out is None and isinstance(res, np.ndarray) and res.ndim == 0:
             return res[()]  # a NumPy scalar, as NumPy's ufuncs return for 0-d input

@@ -85,6 +85,13 @@ def _pow2(k):
 
 
 @scalar
+def _round_int(t):
+    """t rounded to an integer (ties to even), for |t| < 2**51: plain
+    arithmetic, which every target compiles (the CUDA target has no np.floor)."""
+    return (t + _SHIFT) - _SHIFT
+
+
+@scalar
 def _reduce(x):
     """(k, r): x = k ln2 + r, |r| <= ln2/2, for |x| < 2**20."""
     k = (x * _INV_LN2 + _SHIFT) - _SHIFT
@@ -106,7 +113,7 @@ def vexp(x):
     e = 1.0 + _expm1_reduced(r)
     # two factors keep 2**k1 and 2**k2 normal: subnormal results round once,
     # overflow goes to inf
-    k1 = np.floor(0.5 * k)
+    k1 = _round_int(0.5 * k)
     y = (e * _pow2(k1)) * _pow2(k - k1)
     return y if x == x else x
 
@@ -213,7 +220,7 @@ def vmul_exp_dd(ph, pl, zh, zl):
     m = ph * th
     me = _fma(ph, th, -m) + (ph * tl + pl * th)
     # 2**k in two normal factors: overflow goes to inf, subnormal results round once
-    k1 = np.floor(0.5 * k)
+    k1 = _round_int(0.5 * k)
     y = ((m + me) * _pow2(k1)) * _pow2(k - k1)
     return y if zh == zh else zh
 

@@ -1,0 +1,237 @@
+"""The CUDA backend's elementwise kernels and the public API's GPU dispatch,
+in Numba's CUDA simulator (tests/conftest.py turns it on).
+
+Every catalog entry, forward and backward (and backward from the output),
+float16/float32/float64: the GPU result against the CPU ufunc and, on a
+sample of the accuracy points, against mpmath within the catalog's bounds.
+The simulator runs the plain-Python formulas and primitives, so these tests
+check the kernels' structure (indexing, strides, dtype conversions, the
+formula each dtype runs); docs/gpu.md and tests/test_cuda_ptx.py cover what
+compiles for real GPUs.
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba.cuda")
+
+import fastact  # noqa: E402
+from fastact import _cuda, _gpu, accuracy  # noqa: E402
+from fastact.catalog import ENTRIES  # noqa: E402
+from numba import cuda  # noqa: E402
+
+pytestmark = [
+    pytest.mark.skipif(not _cuda.simulated(), reason="simulator tests (FASTACT_TEST_REAL_GPU set)"),
+    # the simulator evaluates both sides of the formulas' selects in Python
+    # (NumPy scalars, in its own threads): their FP flags become warnings
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+]
+
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+KINDS = [(e, k) for e in ENTRIES for k in accuracy.kinds(e)]
+
+
+def _ids(v):
+    e, k = v
+    return f"{e.name}-{k}"
+
+
+def _sample(entry, dtype, n=36):
+    x = accuracy.points(entry, dtype)
+    idx = np.linspace(0, len(x) - 1, n).astype(int)
+    return np.concatenate([x[idx], np.array(SPECIALS, dtype=dtype)]).astype(dtype)
+
+
+def _cpu(fn, kind, x, dtype):
+    with np.errstate(all="ignore"):
+        if kind == "forward":
+            return fn(x)
+        if kind == "backward":
+            return fn.backward(np.ones_like(x), x)
+        return fn.backward_from_output(np.ones_like(x), x)
+
+
+def _gpu_call(fn, kind, x):
+    xd = cuda.to_device(x)
+    if kind == "forward":
+        return fn(xd)
+    g = cuda.to_device(np.ones_like(x))
+    if kind == "backward":
+        return fn.backward(g, xd)
+    return fn.backward_from_output(g, xd)
+
+
+def _same(got, want, dtype, ulps=0):
+    assert got.dtype == want.dtype
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    if ulps == 0:
+        np.testing.assert_array_equal(got[ok], want[ok])
+    else:
+        fin = ok & np.isfinite(want)
+        np.testing.assert_array_equal(got[ok & ~fin], want[ok & ~fin])
+        with np.errstate(over="ignore"):
+            tol = ulps * np.spacing(np.abs(want[fin]).astype(dtype))
+        assert np.all(np.abs(got[fin].astype(np.float64) - want[fin]) <= tol)
+
+
+@pytest.mark.parametrize("case", KINDS, ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_cpu_and_mpmath(case, dtype):
+    import mpmath as mp
+
+    entry, kind = case
+    fn = fastact.ACTIVATIONS[entry.name]
+    dtype = np.dtype(dtype)
+    x = _sample(entry, dtype)
+    if kind == "backward_y":  # a valid output of the forward
+        x = fn(x)
+    got = _gpu_call(fn, kind, x)
+    assert type(got).__name__ in ("FakeCUDAArray", "DeviceNDArray")
+    got = got.copy_to_host()
+    want = _cpu(fn, kind, x, dtype)
+    # the simulator runs the Python bodies of the primitives (fma included),
+    # which may round differently from the compiled ones in rare cases
+    _same(got, want, dtype, ulps=1)
+    ref = {"forward": entry.ref, "backward": entry.ref_grad, "backward_y": entry.ref_grad_y}[kind]
+    params = [mp.mpf(float(dtype.type(v))) for v in entry.defaults]
+    bound = accuracy.BOUNDS[(kind, dtype.name)]
+    with mp.workprec(accuracy.PREC_BITS):
+        for a, c in zip(x.tolist(), got.tolist()):
+            if not np.isfinite(a) or (kind == "backward" and entry.grad_root is not None
+                                      and abs(a - entry.grad_root) <= accuracy.ROOT_ABS_WINDOW):
+                continue
+            err = accuracy.ulp_error(mp, dtype.type(c), ref(mp, mp.mpf(a), *params), dtype)
+            assert err <= bound, (entry.name, kind, dtype.name, a, c, err)
+
+
+@pytest.mark.parametrize("name", [e.name for e in ENTRIES])
+def test_float16_storage(name):
+    fn = fastact.ACTIVATIONS[name]
+    x = np.linspace(-8, 8, 21).astype(np.float16)
+    got = fn(cuda.to_device(x)).copy_to_host()
+    assert got.dtype == np.float16
+    _same(got, _cpu(fn, "forward", x, np.float16), np.float16)
+    g = fn.backward(cuda.to_device(np.ones_like(x)), cuda.to_device(x)).copy_to_host()
+    _same(g, _cpu(fn, "backward", x, np.float16), np.float16)
+
+
+def test_parameters_and_choices():
+    x = np.linspace(-4, 4, 33)
+    xd = cuda.to_device(x)
+    _same(fastact.elu(xd, alpha=0.5).copy_to_host(), fastact.elu(x, alpha=0.5), x.dtype)
+    _same(fastact.gelu(xd, approximate="tanh").copy_to_host(), fastact.gelu_tanh(x), x.dtype)
+    _same(fastact.leaky_relu.backward(xd, xd, negative_slope=0.3).copy_to_host(),
+          fastact.leaky_relu.backward(x, x, negative_slope=0.3), x.dtype)
+    with pytest.raises(ValueError, match="alpha"):
+        fastact.celu(xd, alpha=0.0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 33, 100])
+def test_odd_sizes_cover_every_element(n):
+    # more elements than simulated threads: the grid-stride loop
+    x = np.linspace(-3, 3, n).astype(np.float32)
+    got = fastact.silu(cuda.to_device(x)).copy_to_host()
+    _same(got, fastact.silu(x), np.float32)
+
+
+def test_zero_dim_and_empty_shapes():
+    x = np.array(1.5)
+    got = fastact.tanh(cuda.to_device(x)).copy_to_host()
+    assert got.shape == () and got == fastact.tanh(x)
+    e = fastact.tanh(cuda.to_device(np.empty((3, 0)))).copy_to_host()
+    assert e.shape == (3, 0)
+
+
+def test_strided_transposed_and_broadcast_inputs():
+    base = np.linspace(-5, 5, 7 * 12).reshape(7, 12)
+    d = cuda.to_device(base)
+    for sl in (np.s_[::2, 1::3], np.s_[::-1, :], np.s_[:, ::-2]):
+        got = fastact.softplus(d[sl]).copy_to_host()
+        _same(got, fastact.softplus(base[sl]), base.dtype)
+    _same(fastact.mish(d.T).copy_to_host(), fastact.mish(base.T), base.dtype)  # F order: flat kernel
+    g = np.arange(12.0)
+    got = fastact.sigmoid.backward(cuda.to_device(g), d).copy_to_host()
+    _same(got, fastact.sigmoid.backward(g, base), base.dtype)
+
+
+def test_out_argument_and_in_place():
+    x = np.linspace(-3, 3, 40)
+    xd = cuda.to_device(x)
+    o = cuda.device_array(40)
+    assert fastact.gelu(xd, out=o) is o
+    _same(o.copy_to_host(), fastact.gelu(x), x.dtype)
+    fastact.relu(xd, out=xd)  # in place
+    _same(xd.copy_to_host(), fastact.relu(x), x.dtype)
+    o32 = cuda.device_array(40, np.float32)  # float64 results into float32 out
+    fastact.tanh(cuda.to_device(x), out=o32)
+    _same(o32.copy_to_host(), fastact.tanh(x).astype(np.float32), np.float32)
+
+
+def test_integer_input_computes_in_float64():
+    x = np.arange(-3, 4)
+    got = fastact.sigmoid(cuda.to_device(x)).copy_to_host()
+    assert got.dtype == np.float64
+    _same(got, fastact.sigmoid(x), np.float64)
+
+
+class Foreign:
+    """A producer exposing only __cuda_array_interface__ (as CuPy does);
+    in the simulator its data pointer is host memory."""
+
+    def __init__(self, arr, readonly=False):
+        self._arr = arr  # keeps the memory alive
+        self.__cuda_array_interface__ = {
+            "shape": arr.shape,
+            "strides": None if arr.flags.c_contiguous else arr.strides,
+            "typestr": arr.dtype.str,
+            "data": (arr.ctypes.data, readonly),
+            "version": 3,
+            "stream": None,
+        }
+
+
+def test_foreign_interface_in_and_out():
+    x = np.linspace(-6, 6, 30).astype(np.float32)
+    got = fastact.sigmoid(Foreign(x))
+    assert _gpu.is_gpu(got)
+    _same(got.copy_to_host(), fastact.sigmoid(x), np.float32)
+    host_out = np.zeros_like(x)
+    fastact.sigmoid(Foreign(x), out=Foreign(host_out))  # written in place, zero copy
+    _same(host_out, fastact.sigmoid(x), np.float32)
+    strided = np.linspace(-6, 6, 60)[::2]
+    _same(fastact.elu(Foreign(strided)).copy_to_host(), fastact.elu(strided), np.float64)
+
+
+def test_errors():
+    x = np.linspace(-1, 1, 8)
+    xd = cuda.to_device(x)
+    with pytest.raises(TypeError, match="host"):
+        fastact.sigmoid.backward(x, xd)
+    with pytest.raises(TypeError, match="host"):
+        fastact.sigmoid(xd, out=np.empty(8))
+    with pytest.raises(TypeError, match="host"):
+        fastact.sigmoid(x, out=cuda.device_array(8))
+    with pytest.raises(ValueError, match="shape"):
+        fastact.sigmoid(xd, out=cuda.device_array(9))
+    with pytest.raises(ValueError, match="read-only"):
+        fastact.sigmoid(xd, out=Foreign(np.empty(8), readonly=True))
+    with pytest.raises(TypeError, match="out of dtype"):
+        fastact.sigmoid(xd, out=cuda.device_array(8, np.int32))
+    with pytest.raises(TypeError, match="where"):
+        fastact.sigmoid(xd, where=np.ones(8, bool))
+    with pytest.raises(ValueError, match="broadcast"):
+        fastact.tanh.backward(cuda.device_array(3), xd)
+    with pytest.raises(TypeError, match="dtype"):
+        fastact.tanh(Foreign(np.zeros(3, np.complex128)))
+
+
+def test_kernel_source_is_grid_stride_with_the_catalog_formula():
+    e = fastact.gelu.catalog_entry
+    fn = _cuda.pyfunc(e, "forward", np.float32, 0, 1)
+    src = fn.__fastact_source__
+    assert "cuda.grid(1)" in src and "i += step" in src
+    assert fn.__globals__["f"] is e.forward32  # the float32 evaluation, not a copy
+    assert _cuda.pyfunc(e, "forward", np.float64, 0, 1).__globals__["f"] is e.forward
+    assert _cuda.pyfunc(fastact.relu.catalog_entry, "forward", np.float32, 0, 1).__globals__["f"] \
+        is fastact.relu.catalog_entry.forward  # no float32 evaluation: widened to float64
