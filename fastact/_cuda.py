@@ -156,13 +156,19 @@ _BODY = {
 _ARITY = {"forward": (1, 1), "backward": (2, 1), "gated": (2, 1), "gated_backward": (3, 2)}
 
 
-def _source(name, kind, nparams, ndim):
+def _source(name, kind, nparams, ndim, param_arrays=False):
     """Source of the kernel ``name(i0.., o0.., p0..)``; ``ndim`` 1 is the
-    contiguous kernel (flat views), more is the strided N-d kernel."""
+    contiguous kernel (flat views), more is the strided N-d kernel.
+    ``param_arrays``: the parameters are arrays read like the inputs
+    (prelu's per-channel slope), placed after them."""
     nin, nout = _ARITY[kind]
-    args = [f"i{k}" for k in range(nin)] + [f"o{k}" for k in range(nout)]
-    args += [f"p{k}" for k in range(nparams)]
-    params = "".join(f", p{k}" for k in range(nparams))
+    if param_arrays:
+        args = [f"i{k}" for k in range(nin + nparams)] + [f"o{k}" for k in range(nout)]
+        params = "".join(f", D(i{nin + k}[{{i}}])" for k in range(nparams))
+    else:
+        args = [f"i{k}" for k in range(nin)] + [f"o{k}" for k in range(nout)]
+        args += [f"p{k}" for k in range(nparams)]
+        params = "".join(f", p{k}" for k in range(nparams))
     lines = [
         f"def {name}({', '.join(args)}):",
         "    i = cuda.grid(1)",  # 64-bit (mul.wide): no overflow past 2**31
@@ -181,7 +187,7 @@ def _source(name, kind, nparams, ndim):
         lines.append("        j0 = r")
         idx = "(" + ", ".join(f"j{d}" for d in range(ndim)) + ")"
     for stmt in _BODY[kind]:
-        lines.append("        " + stmt.format(i=idx, params=params))
+        lines.append("        " + stmt.format(i=idx, params=params.format(i=idx)))
     lines.append("        i += step")
     return "\n".join(lines) + "\n"
 
@@ -208,7 +214,7 @@ def formula(entry, kind, dtype):
     return f64, False
 
 
-def pyfunc(entry, kind, dtype, nparams, ndim=1):
+def pyfunc(entry, kind, dtype, nparams, ndim=1, param_arrays=False):
     """The Python kernel function for ``entry``'s ``kind`` ("forward",
     "backward", "backward_y", "gated", "gated_backward") with ``dtype``
     storage, ``nparams`` parameters as scalar arguments."""
@@ -221,8 +227,8 @@ def pyfunc(entry, kind, dtype, nparams, ndim=1):
         f, is32 = formula(entry, kind, dtype)
         fp = None
     body_kind = "forward" if kind == "forward" else ("backward" if kind == "backward_y" else kind)
-    name = f"{entry.name}_{kind}_{dtype.name}_{ndim}d"
-    src = _source(name, body_kind, nparams, ndim)
+    name = f"{entry.name}_{kind}_{dtype.name}_{ndim}d" + ("_pa" if param_arrays else "")
+    src = _source(name, body_kind, nparams, ndim, param_arrays)
     w = numba.float32 if is32 else numba.float64
     ns = {"cuda": cuda(), "f": f, "fp": fp, "W": w, "D": numba.float64}
     exec(compile(src, f"<fastact.cuda {name}>", "exec"), ns)
@@ -231,7 +237,7 @@ def pyfunc(entry, kind, dtype, nparams, ndim=1):
     return fn
 
 
-def signature(kind, dtype, nparams, ndim=1):
+def signature(kind, dtype, nparams, ndim=1, param_arrays=False):
     """The Numba signature of a kernel of ``pyfunc`` (all arrays ``dtype``;
     parameters float64)."""
     nin, nout = _ARITY["forward" if kind == "forward" else
@@ -239,18 +245,21 @@ def signature(kind, dtype, nparams, ndim=1):
     t = {np.dtype(np.float16): "float16", np.dtype(np.float32): "float32",
          np.dtype(np.float64): "float64"}[np.dtype(dtype)]
     arr = f"{t}[::1]" if ndim == 1 else f"{t}[{', '.join([':'] * ndim)}]"
+    if param_arrays:
+        return f"void({', '.join([arr] * (nin + nparams + nout))})"
     return f"void({', '.join([arr] * (nin + nout) + ['float64'] * nparams)})"
 
 
-def kernel(entry, kind, dtype, nparams, ndim):
+def kernel(entry, kind, dtype, nparams, ndim, param_arrays=False):
     """The lazily compiled ``@cuda.jit`` kernel (specialized on first launch)."""
-    key = (entry.name, kind, np.dtype(dtype), nparams, ndim)
+    key = (entry.name, kind, np.dtype(dtype), nparams, ndim, param_arrays)
     k = _kernels.get(key)
     if k is None:
         with _lock:
             k = _kernels.get(key)
             if k is None:
-                k = _kernels[key] = cuda().jit(pyfunc(entry, kind, dtype, nparams, ndim))
+                fn = pyfunc(entry, kind, dtype, nparams, ndim, param_arrays)
+                k = _kernels[key] = cuda().jit(fn)
     return k
 
 
@@ -288,6 +297,11 @@ def kernel_specs(dtypes=("float16", "float32", "float64")):
                 for ndim in (1, 2) if kind == "forward" else (1,):
                     fn = pyfunc(e, kind, dt, len(e.params), ndim)
                     yield fn.__name__, fn, signature(kind, dt, len(e.params), ndim)
+    leaky = CATALOG["leaky_relu"]  # prelu: the slope as a broadcast array
+    for kind in ("forward", "backward"):
+        for dt in dtypes:
+            fn = pyfunc(leaky, kind, dt, 1, 2, param_arrays=True)
+            yield fn.__name__, fn, signature(kind, dt, 1, 2, param_arrays=True)
     for name in ("silu", "gelu", "gelu_tanh"):
         for kind in ("gated", "gated_backward"):
             for dt in dtypes:

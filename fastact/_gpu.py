@@ -97,6 +97,40 @@ class GpuArray:
                 "supported: float16, float32, float64 (bool and integers computed in float64)"
             )
 
+    derived = False
+
+    def derive(self, shape, strides, offset=0):
+        """A view of the same memory (``offset`` in bytes)."""
+        d = object.__new__(GpuArray)
+        d.__dict__.update(self.__dict__)
+        d.shape, d.strides = tuple(shape), tuple(strides)
+        d.ptr = self.ptr + offset
+        d.size = int(np.prod(d.shape, dtype=np.int64))
+        d.derived = True
+        return d
+
+    def moved(self, ax):
+        """The view with axis ``ax`` last (np.moveaxis)."""
+        order = [d for d in range(len(self.shape)) if d != ax] + [ax]
+        return self.derive([self.shape[d] for d in order], [self.strides[d] for d in order])
+
+    def rows(self):
+        """(rows, n) view of the leading axes collapsed, or None if the
+        strides do not allow a view."""
+        shape, strides = self.shape[:-1], self.strides[:-1]
+        n, sn = self.shape[-1], self.strides[-1]
+        rows, rs = 1, 0
+        for d, st in zip(reversed(shape), reversed(strides)):
+            if d == 1:
+                continue
+            if rows == 1:
+                rows, rs = d, st
+            elif st == rs * rows:
+                rows *= d
+            else:
+                return None
+        return self.derive((rows, n), (rs if rows > 1 else n * self.itemsize, sn))
+
     def contiguous(self, order):
         """True if the data is dense in C (or F) order."""
         shape, strides = (self.shape, self.strides) if order == "C" else (
@@ -179,8 +213,8 @@ def empty_like_input(a, shape, dtype, stream):
 
 def operands(where, inputs):
     """GpuArray per (obj, name) input; TypeError for a host array among GPU ones."""
-    gpu = [n for o, n in inputs if is_gpu(o)]
-    host = [(o, n) for o, n in inputs if not is_gpu(o)]
+    gpu = [n for o, n in inputs if isinstance(o, GpuArray) or is_gpu(o)]
+    host = [(o, n) for o, n in inputs if not (isinstance(o, GpuArray) or is_gpu(o))]
     if host and not gpu:
         raise TypeError(f"fastact.{where}: out is a GPU array but the inputs are host arrays")
     if host:
@@ -189,7 +223,7 @@ def operands(where, inputs):
             f"fastact.{where}: {gpu[0]} is a GPU array but {n} is a host "
             f"{type(o).__name__}; pass both on the same device (e.g. cupy.asarray({n}))"
         )
-    return [GpuArray(where, o, n) for o, n in inputs]
+    return [o if isinstance(o, GpuArray) else GpuArray(where, o, n) for o, n in inputs]
 
 
 def compute_dtypes(where, arrays):
@@ -206,6 +240,8 @@ def compute_dtypes(where, arrays):
 
 
 def check_out(where, out, shape, compute):
+    if isinstance(out, GpuArray):
+        return out
     if not is_gpu(out):
         raise TypeError(
             f"fastact.{where}: the inputs are GPU arrays but out is a host "
@@ -221,11 +257,12 @@ def check_out(where, out, shape, compute):
     return o
 
 
-def elementwise(where, entry, kind, inputs, out, params, nout=1):
+def elementwise(where, entry, kind, inputs, out, params, nout=1, param_arrays=()):
     """Run a catalog kernel on GPU operands; returns the result(s) in the
     input's library. ``kind``: forward / backward / backward_y / gated /
-    gated_backward; ``params``: float values of the entry's parameters."""
-    arrays = operands(where, inputs)
+    gated_backward; ``params``: float values of the entry's parameters, or
+    ``param_arrays``: (obj, name) GPU arrays broadcast against the inputs."""
+    arrays = operands(where, list(inputs) + list(param_arrays))
     try:
         shape = tuple(np.broadcast_shapes(*[a.shape for a in arrays]))
     except ValueError:
@@ -254,7 +291,8 @@ def elementwise(where, entry, kind, inputs, out, params, nout=1):
             vs = [view(a, shp, _broadcast_strides(a, shape)) for a in arrays]
             vs += [view(o, shp, o.strides) for o in outs]
             ndim = len(shp)
-        k = _cuda.kernel(entry, kind, _kernel_dtype(compute, storage), len(pvals), ndim)
+        k = _cuda.kernel(entry, kind, _kernel_dtype(compute, storage),
+                         len(pvals) + len(param_arrays), ndim, bool(param_arrays))
         _cuda.launch(k, n, stream, *vs, *pvals)
     return tuple(outs_obj) if nout > 1 else outs_obj[0]
 
@@ -263,3 +301,46 @@ def _kernel_dtype(compute, storage):
     # float16 storage computes in float32; the kernel's formula choice
     # depends on the compute precision only
     return np.dtype(np.float32) if compute == np.float32 else np.dtype(np.float64)
+
+
+def copy(where, a, stream, dtype=None):
+    """A C-contiguous GPU copy of ``a`` (in ``dtype``: float16/32/64 kept,
+    integers to float64), by the identity kernel: never via the host."""
+    from .catalog import CATALOG
+
+    dtype = np.dtype(dtype or (a.dtype if a.dtype.kind == "f" else np.float64))
+    out = empty_like_input(a, a.shape, dtype, stream)
+    elementwise(where, CATALOG["identity"], "forward", [(a, "x")], out, [])
+    return GpuArray(where, out, "copy")
+
+
+def rows_view(where, a, ax, stream):
+    """(rows, n) GPU view of ``a`` with axis ``ax`` last, copied to a
+    contiguous array on the GPU where the layout allows no view."""
+    m = a.moved(ax)
+    r = m.rows()
+    if r is None:
+        c = copy(where, m, stream)
+        r = c.rows()
+    return r
+
+
+def device_view(a):
+    """The Numba device array of a GpuArray (its own shape and strides)."""
+    return view(a, a.shape, a.strides)
+
+
+def halves(where, x, axis):
+    """(x, ax, a, b): a GPU array split in two halves along ``axis`` (views)."""
+    from numpy.lib.array_utils import normalize_axis_index
+
+    g = operands(where, [(x, "x")])[0]
+    if not g.shape:
+        raise ValueError(f"fastact.{where}: a single input needs at least 1 dimension")
+    ax = normalize_axis_index(axis, len(g.shape))
+    n = g.shape[ax]
+    if n % 2:
+        raise ValueError(f"fastact.{where}: axis {axis} has odd length {n}; it must split in two halves")
+    shape = list(g.shape)
+    shape[ax] = n // 2
+    return g, ax, g.derive(shape, g.strides), g.derive(shape, g.strides, (n // 2) * g.strides[ax])

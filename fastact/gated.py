@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from . import _cpu
+from . import _cpu, _gpu
 from .api import _as_array, _compute_dtype, quiet_call
 from .catalog import CATALOG
 
@@ -65,6 +65,10 @@ class GatedFunction:
     def __call__(self, a, b=None, *, axis=-1, out=None, **kw):
         entry = self._kw(kw)
         name = self.__name__
+        if _gpu.any_gpu(a, b, out):
+            if b is None:
+                _, _, a, b = _gpu.halves(name, a, axis)
+            return _gpu.elementwise(name, entry, "gated", [(a, "a"), (b, "b")], out, [])
         if b is None:
             _, _, a, b, _, _ = _split(name, a, axis)
         a = _as_array(name, a, "a")
@@ -84,6 +88,8 @@ class GatedFunction:
         entry = self._kw(kw)
         name = f"{self.__name__}.backward"
         split = b is None
+        if _gpu.any_gpu(grad, a, b):
+            return self._backward_gpu(name, entry, grad, a, b, axis)
         if split:
             x, ax, a, b, ia, ib = _split(name, a, axis)
         grad = _as_array(name, grad, "grad")
@@ -115,6 +121,21 @@ class GatedFunction:
         if result != compute:
             return da.astype(result), db.astype(result)
         return da, db
+
+
+    @staticmethod
+    def _backward_gpu(name, entry, grad, a, b, axis):
+        if b is None:  # dx of x's shape, its two halves written in place
+            x, _, a, b = _gpu.halves(name, a, axis)
+            ga = _gpu.operands(name, [(grad, "grad")])[0]
+            compute, _ = _gpu.compute_dtypes(name, [ga, x])
+            dx = _gpu.empty_like_input(x, x.shape, x.dtype if x.dtype.kind == "f" else compute, _gpu.stream_for([x]))
+            _, ax, da, db = _gpu.halves(name, dx, axis)
+            _gpu.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
+                             (da, db), [], nout=2)
+            return dx
+        return _gpu.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
+                                None, [], nout=2)
 
 
 _DOC = """{name}(a, b=None, *, axis=-1, out=None{extra})

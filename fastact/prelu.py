@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from . import _cpu
+from . import _cpu, _gpu
 from .api import ACTIVATIONS, _as_array, _compute_dtype, quiet_call
 
 _LEAKY = ACTIVATIONS["leaky_relu"].catalog_entry
@@ -96,7 +96,35 @@ Examples
     def __reduce__(self):
         return "prelu"
 
+    def _gpu_weight(self, where, x, weight, axis):
+        """(xg, ax, slope operand or None, scalar slope or None, w)."""
+        xg = _gpu.operands(where, [(x, "x")])[0]
+        nd = len(xg.shape)
+        ax = None if nd < 2 and axis == 1 else normalize_axis_index(axis, nd)
+        if not _gpu.is_gpu(weight):
+            w = _as_array(where, weight, "weight")
+            if w.size != 1 or w.ndim > 1:
+                raise TypeError(f"fastact.{where}: x is a GPU array but weight is a host array; "
+                                "pass a GPU weight (or a scalar)")
+            return xg, ax, None, float(w.reshape(())), w
+        w = _gpu.operands(where, [(weight, "weight")])[0]
+        nch = 1 if ax is None else xg.shape[ax]
+        if len(w.shape) > 1 or (len(w.shape) == 1 and w.shape[0] not in (1, nch)):
+            raise ValueError(
+                f"fastact.{where}: weight must be a scalar or a 1-D array of length 1 or "
+                f"{nch}, got shape {w.shape}")
+        shape, strides = [1] * nd, [0] * nd
+        if len(w.shape) == 1 and ax is not None:
+            shape[ax], strides[ax] = w.shape[0], w.strides[0]
+        return xg, ax, w.derive(shape, strides), None, w
+
     def __call__(self, x, weight, axis=1, *, out=None):
+        if _gpu.any_gpu(x, weight, out):
+            xg, _, wb, ws, _ = self._gpu_weight("prelu", x, weight, axis)
+            if wb is None:
+                return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [ws])
+            return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [],
+                                    param_arrays=[(wb, "weight")])
         x = _as_array("prelu", x, "x")
         ax = _axis("prelu", x, axis)
         w, wb = _weight("prelu", weight, x, ax)
@@ -108,6 +136,8 @@ Examples
 
     def backward(self, grad, x, weight, axis=1):
         where = "prelu.backward"
+        if _gpu.any_gpu(grad, x, weight):
+            return self._backward_gpu(where, grad, x, weight, axis)
         grad = _as_array(where, grad, "grad")
         x = _as_array(where, x, "x")
         if grad.shape != x.shape:
@@ -139,5 +169,44 @@ Examples
         dw = dw.reshape(w.shape) if w.ndim else dw.reshape(())[()]
         return dx, dw
 
+
+    def _backward_gpu(self, where, grad, x, weight, axis):
+        from . import _cuda_misc
+
+        xg, ax, wb, ws, w = self._gpu_weight(where, x, weight, axis)
+        gg = _gpu.operands(where, [(grad, "grad")])[0]
+        if gg.shape != xg.shape:
+            raise ValueError(f"fastact.{where}: grad shape {gg.shape} != x shape {xg.shape}")
+        if wb is None:
+            dx = _gpu.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [ws])
+        else:
+            dx = _gpu.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [],
+                                  param_arrays=[(wb, "weight")])
+        stream = _gpu.stream_for([xg])
+        per_channel = wb is not None and len(w.shape) == 1 and w.shape[0] > 1
+        if per_channel:
+            x2 = _gpu.rows_view(where, xg, ax, stream)
+            g2 = _gpu.rows_view(where, gg, ax, stream)
+        else:  # one weight: every element in one channel
+            x2, g2 = _flat(where, xg, stream), _flat(where, gg, stream)
+        dw64 = _cuda_misc.prelu_dweight(_gpu.device_view(x2), _gpu.device_view(g2), stream)
+        compute, result = _gpu.compute_dtypes(where, [gg, xg] + ([w] if wb is not None else []))
+        # dweight in weight's shape (0-d for a scalar weight), on the GPU
+        shape = tuple(w.shape)
+        dwg = _gpu.empty_like_input(xg, shape, result, stream)
+        d = _gpu.operands(where, [(dw64, "dweight")])[0]
+        d = d.derive(shape, (d.itemsize,) * len(shape))
+        _gpu.elementwise(where, _ACT_IDENTITY, "forward", [(d, "dweight")], dwg, [])
+        return dx, dwg
+
+
+def _flat(where, a, stream):
+    """(size, 1) GPU view of a (copied to contiguous first if strided)."""
+    if not a.contiguous("C"):
+        a = _gpu.copy(where, a, stream)
+    return a.derive((a.size, 1), (a.itemsize, a.itemsize))
+
+
+_ACT_IDENTITY = ACTIVATIONS["identity"].catalog_entry
 
 prelu = PReLU()

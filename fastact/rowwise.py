@@ -12,11 +12,53 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
-from . import _cpu, _rowkernels as K, _rowkernels32 as K32, _threads
+from . import _cpu, _gpu, _rowkernels as K, _rowkernels32 as K32, _threads
 from .api import _as_array, _compute_dtype, quiet_call
 
 
+def _call_rows_gpu(name, arrays, axis, out, where_name):
+    """The GPU path: CUDA row kernels (fastact._cuda_rows) over (rows, n)
+    views of the arrays with ``axis`` last; layouts that allow no such view
+    are copied on the GPU first (never through the host)."""
+    from . import _cuda_rows
+
+    ins = _gpu.operands(where_name, arrays)
+    if len(ins) == 2 and ins[0].shape != ins[1].shape:
+        raise ValueError(
+            f"fastact.{where_name}: grad shape {ins[0].shape} and y shape {ins[1].shape} differ"
+        )
+    shape = ins[0].shape
+    if not shape:
+        raise ValueError(f"fastact.{where_name}: needs at least 1 dimension, got a 0-d array")
+    ax = normalize_axis_index(axis, len(shape))
+    compute, result = _gpu.compute_dtypes(where_name, ins)
+    stream = _gpu.stream_for(ins)
+    # one storage dtype for every operand (float16 stays float16)
+    ins = [a if a.dtype == result else _gpu.copy(where_name, a, stream, result) for a in ins]
+    if out is None:
+        o = _gpu.GpuArray(where_name, _gpu.empty_like_input(ins[0], shape, result, stream), "out")
+    else:
+        o = _gpu.check_out(where_name, out, shape, compute)
+    if o.size == 0:
+        return o.obj if out is None else out
+    views = [_gpu.rows_view(where_name, a, ax, stream) for a in ins]
+    target = o.moved(ax)
+    o2 = target.rows()
+    temp = None
+    if o2 is None:  # an out whose layout has no (rows, n) view
+        temp = _gpu.GpuArray(where_name, _gpu.empty_like_input(o, target.shape, o.dtype, stream), "out")
+        o2 = temp.rows()
+    _cuda_rows.run(name, [_gpu.device_view(v) for v in views], _gpu.device_view(o2), stream)
+    if temp is not None:
+        from .catalog import CATALOG
+
+        _gpu.elementwise(where_name, CATALOG["identity"], "forward", [(temp, "x")], target, [])
+    return o.obj if out is None else out
+
+
 def _call_rows(name, row_fn, arrays, axis, out, where_name):
+    if _gpu.any_gpu(out, *(a for a, _ in arrays)):
+        return _call_rows_gpu(name, arrays, axis, out, where_name)
     arrays = [_as_array(where_name, a, n) for a, n in arrays]
     if len(arrays) == 2 and arrays[0].shape != arrays[1].shape:
         raise ValueError(

@@ -235,3 +235,59 @@ def test_kernel_source_is_grid_stride_with_the_catalog_formula():
     assert _cuda.pyfunc(e, "forward", np.float64, 0, 1).__globals__["f"] is e.forward
     assert _cuda.pyfunc(fastact.relu.catalog_entry, "forward", np.float32, 0, 1).__globals__["f"] \
         is fastact.relu.catalog_entry.forward  # no float32 evaluation: widened to float64
+
+
+@pytest.mark.parametrize("name", ["swiglu", "geglu"])
+def test_gated_units(name):
+    fn = fastact.FUNCTIONS[name]
+    a = np.linspace(-4, 4, 12).reshape(3, 4)
+    b = np.linspace(2, -1, 12).reshape(3, 4)
+    ad, bd = cuda.to_device(a), cuda.to_device(b)
+    _same(fn(ad, bd).copy_to_host(), fn(a, b), a.dtype)
+    x = np.concatenate([a, b], axis=-1)
+    _same(fn(cuda.to_device(x)).copy_to_host(), fn(x), a.dtype)  # split halves
+    g = np.linspace(1, 2, 12).reshape(3, 4)
+    da, db = fn.backward(cuda.to_device(g), ad, bd)
+    wa, wb = fn.backward(g, a, b)
+    _same(da.copy_to_host(), wa, a.dtype)
+    _same(db.copy_to_host(), wb, a.dtype)
+    dx = fn.backward(cuda.to_device(g), cuda.to_device(x))
+    _same(dx.copy_to_host(), fn.backward(g, x), a.dtype)
+
+
+def test_prelu_forward_and_dx():
+    x = np.linspace(-3, 3, 24).reshape(2, 3, 4)
+    w = np.array([0.1, 0.5, 2.0])
+    got = fastact.prelu(cuda.to_device(x), cuda.to_device(w)).copy_to_host()
+    _same(got, fastact.prelu(x, w), x.dtype)
+    _same(fastact.prelu(cuda.to_device(x), 0.25).copy_to_host(), fastact.prelu(x, 0.25), x.dtype)
+    with pytest.raises(TypeError, match="host"):
+        fastact.prelu(cuda.to_device(x), w)
+
+
+def test_import_and_cpu_calls_do_not_import_numba_cuda():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, fastact\n"
+        "fastact.gelu(np.ones(10)); fastact.softmax(np.ones((2, 3)))\n"
+        "fastact.sigmoid.backward(np.ones(3), np.ones(3))\n"
+        "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'\n"
+        "assert 'cupy' not in sys.modules and 'torch' not in sys.modules\n"
+        # numba-cuda absent: a meta-path block, then the same CPU calls
+        "import importlib.abc\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    blocked = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.startswith(('numba.cuda', 'numba_cuda', 'cupy')):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np, fastact\n"
+        "assert abs(float(fastact.tanh(np.float32(0.5))) - 0.46211715726) < 1e-6\n"
+        "fastact.softmax(np.ones((2, 3)))\n"
+    )
+    subprocess.run([sys.executable, "-c", blocked], check=True)
