@@ -344,3 +344,21 @@ def halves(where, x, axis):
     shape = list(g.shape)
     shape[ax] = n // 2
     return g, ax, g.derive(shape, g.strides), g.derive(shape, g.strides, (n // 2) * g.strides[ax])
+
+
+def rows_out(where, o, ax, stream):
+    """(o2, finish): a (rows, n) GPU view of out ``o`` with axis ``ax`` last
+    to write into, and the call that completes the write (a GPU copy from a
+    contiguous temporary when ``o``'s layout allows no such view)."""
+    target = o.moved(ax)
+    o2 = target.rows()
+    if o2 is not None:
+        return o2, lambda: None
+    temp = GpuArray(where, empty_like_input(o, target.shape, o.dtype, stream), "out")
+
+    def finish():
+        from .catalog import CATALOG
+
+        elementwise(where, CATALOG["identity"], "forward", [(temp, "x")], target, [])
+
+    return temp.rows(), finish

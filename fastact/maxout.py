@@ -17,6 +17,7 @@ import operator
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
+from . import _gpu
 from .api import _as_array, _compute_dtype
 
 
@@ -59,6 +60,8 @@ Examples
         return "maxout"
 
     def __call__(self, x, k, axis=-1, *, out=None):
+        if _gpu.any_gpu(x, out):
+            return self._forward_gpu(x, k, axis, out)
         x, ax, k, g = _grouped("maxout", x, k, axis)
         if x.dtype.kind in "biu":
             g = g.astype(np.float64)
@@ -70,6 +73,8 @@ Examples
         return out
 
     def backward(self, grad, x, k, axis=-1):
+        if _gpu.any_gpu(grad, x):
+            return self._backward_gpu(grad, x, k, axis)
         x, ax, k, g = _grouped("maxout.backward", x, k, axis)
         grad = _as_array("maxout.backward", grad, "grad")
         expected = x.shape[:ax] + (x.shape[ax] // k,) + x.shape[ax + 1 :]
@@ -86,6 +91,71 @@ Examples
         gm = np.moveaxis(grad, ax, -1)
         np.put_along_axis(dg, idx[..., None], gm[..., None].astype(dtype, copy=False), axis=-1)
         return dx
+
+
+    # ---------------------------------------------------------------- GPU
+
+    @staticmethod
+    def _gpu_groups(where, x, k, axis, stream=None):
+        """(xg, ax, k, x3): x as a (rows, groups, k) GPU view, axis last."""
+        xg = _gpu.operands(where, [(x, "x")])[0]
+        _gpu.compute_dtypes(where, [xg])
+        if not xg.shape:
+            raise ValueError(f"fastact.{where}: needs at least 1 dimension, got a 0-d array")
+        try:
+            k = operator.index(k)
+        except TypeError:
+            raise TypeError(f"fastact.{where}: k must be an integer, got {k!r}") from None
+        if k < 1:
+            raise ValueError(f"fastact.{where}: k must be >= 1, got {k}")
+        ax = normalize_axis_index(axis, len(xg.shape))
+        n = xg.shape[ax]
+        if n % k:
+            raise ValueError(f"fastact.{where}: axis {axis} has length {n}, not divisible by k={k}")
+        stream = stream or _gpu.stream_for([xg])
+        if xg.dtype.kind != "f":  # integers: compared in float64, as on the CPU
+            xg = _gpu.copy(where, xg, stream)
+        r = _gpu.rows_view(where, xg, ax, stream)
+        x3 = r.derive((r.shape[0], n // k, k), (r.strides[0], k * r.strides[1], r.strides[1]))
+        return xg, ax, k, x3, stream
+
+    def _forward_gpu(self, x, k, axis, out):
+        from . import _cuda_misc
+
+        xg, ax, k, x3, stream = self._gpu_groups("maxout", x, k, axis)
+        shape = list(xg.shape)
+        shape[ax] //= k
+        if out is None:
+            o = _gpu.GpuArray("maxout", _gpu.empty_like_input(xg, shape, xg.dtype, stream), "out")
+        else:
+            o = _gpu.check_out("maxout", out, shape, xg.dtype)
+        if o.size:
+            o2, finish = _gpu.rows_out("maxout", o, ax, stream)
+            _cuda_misc.maxout_forward(_gpu.device_view(x3), _gpu.device_view(o2), stream)
+            finish()
+        return o.obj if out is None else out
+
+    def _backward_gpu(self, grad, x, k, axis):
+        from . import _cuda_misc
+
+        where = "maxout.backward"
+        gg = _gpu.operands(where, [(grad, "grad")])[0]
+        xg, ax, k, x3, stream = self._gpu_groups(where, x, k, axis)
+        expected = list(xg.shape)
+        expected[ax] //= k
+        if gg.shape != tuple(expected):
+            raise ValueError(f"fastact.{where}: grad shape {gg.shape} != output shape {tuple(expected)}")
+        dtype = np.result_type(gg.dtype, xg.dtype)
+        dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
+        dx = _gpu.GpuArray(where, _gpu.empty_like_input(xg, xg.shape, dtype, stream), "dx")
+        if dx.size:
+            g2 = _gpu.rows_view(where, gg, ax, stream)
+            d2, finish = _gpu.rows_out(where, dx, ax, stream)
+            d3 = d2.derive(x3.shape, (d2.strides[0], k * d2.strides[1], d2.strides[1]))
+            _cuda_misc.maxout_backward(_gpu.device_view(g2), _gpu.device_view(x3),
+                                       _gpu.device_view(d3), stream)
+            finish()
+        return dx.obj
 
 
 maxout = Maxout()

@@ -42,17 +42,9 @@ def _call_rows_gpu(name, arrays, axis, out, where_name):
     if o.size == 0:
         return o.obj if out is None else out
     views = [_gpu.rows_view(where_name, a, ax, stream) for a in ins]
-    target = o.moved(ax)
-    o2 = target.rows()
-    temp = None
-    if o2 is None:  # an out whose layout has no (rows, n) view
-        temp = _gpu.GpuArray(where_name, _gpu.empty_like_input(o, target.shape, o.dtype, stream), "out")
-        o2 = temp.rows()
+    o2, finish = _gpu.rows_out(where_name, o, ax, stream)
     _cuda_rows.run(name, [_gpu.device_view(v) for v in views], _gpu.device_view(o2), stream)
-    if temp is not None:
-        from .catalog import CATALOG
-
-        _gpu.elementwise(where_name, CATALOG["identity"], "forward", [(temp, "x")], target, [])
+    finish()
     return o.obj if out is None else out
 
 

@@ -291,3 +291,36 @@ def test_import_and_cpu_calls_do_not_import_numba_cuda():
         "fastact.softmax(np.ones((2, 3)))\n"
     )
     subprocess.run([sys.executable, "-c", blocked], check=True)
+
+
+def test_maxout_dispatch():
+    x = np.array([[1.0, 5.0, -2.0, -3.0, np.nan, 4.0], [0.0, 0.0, 7.0, 1.0, -np.inf, 2.0]])
+    for ax, k in ((-1, 2), (0, 2), (-1, 3)):
+        got = fastact.maxout(cuda.to_device(x), k, axis=ax).copy_to_host()
+        _same(got, fastact.maxout(x, k, axis=ax), x.dtype)
+        g = np.arange(1.0, 1.0 + got.size).reshape(got.shape)
+        dx = fastact.maxout.backward(cuda.to_device(g), cuda.to_device(x), k, axis=ax).copy_to_host()
+        _same(dx, fastact.maxout.backward(g, x, k, axis=ax), x.dtype)
+    x3 = np.linspace(-2, 2, 2 * 6 * 3).reshape(2, 6, 3)  # middle axis: no (rows, n) view
+    got = fastact.maxout(cuda.to_device(x3), 3, axis=1).copy_to_host()
+    _same(got, fastact.maxout(x3, 3, axis=1), x3.dtype)
+    g = np.ones(got.shape)
+    dx = fastact.maxout.backward(cuda.to_device(g), cuda.to_device(x3), 3, axis=1).copy_to_host()
+    _same(dx, fastact.maxout.backward(g, x3, 3, axis=1), x3.dtype)
+    with pytest.raises(ValueError, match="divisible"):
+        fastact.maxout(cuda.to_device(x), 4)
+
+
+def test_prelu_backward_dweight_on_gpu():
+    x = np.linspace(-3, 3, 2 * 3 * 4).reshape(2, 3, 4)
+    g = np.linspace(0.5, 2.0, 24).reshape(2, 3, 4)
+    w = np.array([0.1, 0.5, 2.0])
+    dx, dw = fastact.prelu.backward(cuda.to_device(g), cuda.to_device(x), cuda.to_device(w))
+    wdx, wdw = fastact.prelu.backward(g, x, w)
+    _same(dx.copy_to_host(), wdx, x.dtype)
+    assert _gpu.is_gpu(dw)
+    np.testing.assert_allclose(dw.copy_to_host(), wdw, rtol=1e-15)
+    dx, dw = fastact.prelu.backward(cuda.to_device(g), cuda.to_device(x), 0.25)
+    wdx, wdw = fastact.prelu.backward(g, x, 0.25)
+    _same(dx.copy_to_host(), wdx, x.dtype)
+    np.testing.assert_allclose(dw.copy_to_host(), wdw, rtol=1e-15)
