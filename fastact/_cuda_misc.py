@@ -34,6 +34,7 @@ import numpy as np
 
 from . import _cuda
 from ._eft import two_sum_err
+from ._jit import scalar
 
 _kernels = {}
 #: ``numba.cuda`` once a kernel is built: the kernels name it as a module
@@ -66,9 +67,28 @@ def _compute_type(dtype):
 # ------------------------------------------------------------ kernel bodies
 
 
+@scalar
+def group_argmax(x3, r, j, k):
+    """Index of the maximum of x3[r, j, :k]: the first of equal maxima, the
+    first NaN if the group holds one (np.argmax). Compared in float64, which
+    is exact for every storage dtype."""
+    best = 0
+    m = np.float64(x3[r, j, 0])
+    if m == m:  # not NaN
+        for t in range(1, k):
+            v = np.float64(x3[r, j, t])
+            if v != v:  # first NaN wins
+                best = t
+                break
+            if v > m:  # strict: the first of equal maxima
+                m = v
+                best = t
+    return best
+
+
+
 def _maxout_forward_fn(dtype):
     _bind()
-    W = _compute_type(dtype)
 
     def maxout_forward(x3, out2):
         i = cuda.grid(1)  # 64-bit
@@ -79,17 +99,7 @@ def _maxout_forward_fn(dtype):
         while i < n:
             r = i // groups
             j = i - r * groups
-            best = 0
-            m = W(x3[r, j, 0])
-            if m == m:  # not NaN
-                for t in range(1, k):
-                    v = W(x3[r, j, t])
-                    if v != v:  # first NaN wins
-                        best = t
-                        break
-                    if v > m:  # strict: the first of equal maxima
-                        m = v
-                        best = t
+            best = group_argmax(x3, r, j, k)
             out2[r, j] = x3[r, j, best]
             i += step
 
@@ -99,7 +109,6 @@ def _maxout_forward_fn(dtype):
 
 def _maxout_backward_fn(dtype):
     _bind()
-    W = _compute_type(dtype)
 
     def maxout_backward(g2, x3, dx3):
         i = cuda.grid(1)
@@ -110,17 +119,7 @@ def _maxout_backward_fn(dtype):
         while i < n:
             r = i // groups
             j = i - r * groups
-            best = 0
-            m = W(x3[r, j, 0])
-            if m == m:
-                for t in range(1, k):
-                    v = W(x3[r, j, t])
-                    if v != v:
-                        best = t
-                        break
-                    if v > m:
-                        m = v
-                        best = t
+            best = group_argmax(x3, r, j, k)
             for t in range(k):
                 dx3[r, j, t] = 0
             dx3[r, j, best] = g2[r, j]

@@ -12,6 +12,7 @@ _PENDING = []
 _INLINE = set()
 _REASSOC = set()
 _HOOKS = []  # callables run once at registration (intrinsics, overloads)
+_TARGETS = []  # further targets registered (register_for_target)
 _REGISTERED = False
 
 
@@ -44,6 +45,8 @@ def scalar(fn=None, *, inline=False, reassoc=False):
         _REASSOC.add(fn)
     if _REGISTERED:  # a late definition (e.g. a user extension) after first compile
         _register(fn)
+        for target in _TARGETS:
+            _register_plain(fn, target)
     return fn
 
 
@@ -69,12 +72,19 @@ def register_for_target(target, replaced=()):
     """Register every marked function for ``target`` (e.g. "cuda"), plain
     (no CPU-only options), except those in ``replaced``: the backend gives
     those (its math primitives) its own overloads."""
-    from numba.extending import overload
-
     ensure_registered()
+    if target in _TARGETS:
+        return
+    _TARGETS.append(target)
     for fn in _PENDING:
         if fn not in replaced:
-            overload(fn, target=target, strict=False)(_returns(fn))
+            _register_plain(fn, target)
+
+
+def _register_plain(fn, target):
+    from numba.extending import overload
+
+    overload(fn, target=target, strict=False)(_returns(fn))
 
 
 def bitcasts(bits):

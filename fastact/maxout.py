@@ -21,10 +21,9 @@ from . import _gpu
 from .api import _as_array, _compute_dtype
 
 
-def _grouped(where, x, k, axis):
-    x = _as_array(where, x, "x")
-    _compute_dtype(where, [x])  # dtype check
-    if x.ndim == 0:
+def _check_groups(where, shape, k, axis):
+    """(ax, k) for grouping ``shape``'s ``axis`` in runs of k (clear errors)."""
+    if len(shape) == 0:
         raise ValueError(f"fastact.{where}: needs at least 1 dimension, got a 0-d array")
     try:
         k = operator.index(k)
@@ -32,10 +31,17 @@ def _grouped(where, x, k, axis):
         raise TypeError(f"fastact.{where}: k must be an integer, got {k!r}") from None
     if k < 1:
         raise ValueError(f"fastact.{where}: k must be >= 1, got {k}")
-    ax = normalize_axis_index(axis, x.ndim)
+    ax = normalize_axis_index(axis, len(shape))
+    if shape[ax] % k:
+        raise ValueError(f"fastact.{where}: axis {axis} has length {shape[ax]}, not divisible by k={k}")
+    return ax, k
+
+
+def _grouped(where, x, k, axis):
+    x = _as_array(where, x, "x")
+    _compute_dtype(where, [x])  # dtype check
+    ax, k = _check_groups(where, x.shape, k, axis)
     n = x.shape[ax]
-    if n % k:
-        raise ValueError(f"fastact.{where}: axis {axis} has length {n}, not divisible by k={k}")
     xm = np.moveaxis(x, ax, -1)
     return x, ax, k, xm.reshape(xm.shape[:-1] + (n // k, k))
 
@@ -100,18 +106,8 @@ Examples
         """(xg, ax, k, x3): x as a (rows, groups, k) GPU view, axis last."""
         xg = _gpu.operands(where, [(x, "x")])[0]
         _gpu.compute_dtypes(where, [xg])
-        if not xg.shape:
-            raise ValueError(f"fastact.{where}: needs at least 1 dimension, got a 0-d array")
-        try:
-            k = operator.index(k)
-        except TypeError:
-            raise TypeError(f"fastact.{where}: k must be an integer, got {k!r}") from None
-        if k < 1:
-            raise ValueError(f"fastact.{where}: k must be >= 1, got {k}")
-        ax = normalize_axis_index(axis, len(xg.shape))
+        ax, k = _check_groups(where, xg.shape, k, axis)
         n = xg.shape[ax]
-        if n % k:
-            raise ValueError(f"fastact.{where}: axis {axis} has length {n}, not divisible by k={k}")
         stream = stream or _gpu.stream_for([xg])
         if xg.dtype.kind != "f":  # integers: compared in float64, as on the CPU
             xg = _gpu.copy(where, xg, stream)
