@@ -342,6 +342,8 @@ def _docstring(e: Activation):
         "Parameters",
         "----------",
         f"x : array_like of {_SUPPORTED}",
+        "    or a GPU array (CuPy, PyTorch CUDA tensor, anything with __cuda_array_interface__):",
+        "    computed by the CUDA kernel on the producer's stream, returned as the same type.",
     ]
     for p in e.params:
         parts += [f"{p.name} : float, default {p.default!r}", f"    {p.doc}"]
