@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -362,13 +363,7 @@ def run(ops=None, dtypes=("float32", "float64"), size=DEFAULT_SIZE, repeat=DEFAU
     import fastact
     from fastact import _threads
 
-    names = _resolve_ops(ops)
-    dtypes = tuple(dtypes)
-    for dt in dtypes:
-        if dt not in ("float32", "float64"):
-            raise SystemExit(f"fastact bench: unsupported dtype {dt!r} (float32, float64)")
-    if size < 1 or repeat < 1:
-        raise SystemExit("fastact bench: size and repeat must be >= 1")
+    names, dtypes = _check_args(ops, dtypes, size, repeat)
     if threads is not None and threads < 1:
         raise SystemExit(f"fastact bench: threads must be >= 1, got {threads}")
 
@@ -562,6 +557,284 @@ def call_overhead(dtype="float32", n=OVERHEAD_SIZE, number=2000, repeat=5):
     return res
 
 
+# ------------------------------------------------------------------ CUDA (--device cuda)
+# Nothing here imports numba.cuda or CuPy until --device cuda asks for them.
+
+#: calls per timed sample on the GPU: enough for about this many seconds
+CUDA_SAMPLE_S = 2e-3
+CUDA_MAX_CALLS = 100
+CUDA_ROW_KEYS = ("op", "direction", "dtype", "size", "shape", "median_ms", "calls_per_sample", "gb_per_s",
+                 "roofline_gb_per_s", "roofline_fraction", "cupy_ms", "speedup_vs_cupy", "error")
+
+
+def cuda_unavailable():
+    """Why nothing can be measured on a GPU (a string), or None when a CUDA GPU,
+    CuPy and numba-cuda are all there. Imports them (only when asked)."""
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed: pip install 'fastact[cuda]'"
+    if importlib.util.find_spec("numba_cuda") is None:
+        return "numba-cuda is not installed: pip install 'fastact[cuda]'"
+    from fastact import _cuda
+
+    if _cuda.simulated():
+        return "NUMBA_ENABLE_CUDASIM is set: the CUDA simulator measures no GPU"
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return "numba.cuda.is_available() is False (no CUDA driver or device)"
+        import cupy
+
+        if not cupy.cuda.is_available():
+            return "cupy.cuda.is_available() is False"
+    except Exception as e:  # noqa: BLE001 - a broken install is reported, not raised
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _cupy_sigmoid(cp, x):
+    return 1 / (1 + cp.exp(-x))
+
+
+def cupy_forward(cp, name):
+    """``fn(x)``: the CuPy formula a CuPy user would write for ``name``, or None."""
+    table = {
+        "sigmoid": lambda x: _cupy_sigmoid(cp, x),
+        "tanh": cp.tanh,
+        "relu": lambda x: cp.maximum(x, 0),
+        "silu": lambda x: x / (1 + cp.exp(-x)),
+    }
+    erf = _cupy_erf()
+    if erf is not None:
+        table["gelu"] = lambda x: x * 0.5 * (1 + erf(x / _SQ2))
+    return table.get(name)
+
+
+def cupy_backward(cp, name):
+    """``fn(g, x)``: the CuPy formula of ``name``'s gradient, or None."""
+    def sig_grad(g, x):
+        s = _cupy_sigmoid(cp, x)
+        return g * s * (1 - s)
+
+    def silu_grad(g, x):
+        s = _cupy_sigmoid(cp, x)
+        return g * s * (1 + x * (1 - s))
+
+    table = {
+        "sigmoid": sig_grad,
+        "tanh": lambda g, x: g * (1 - cp.tanh(x) ** 2),
+        "relu": lambda g, x: cp.where(x > 0, g, 0),
+        "silu": silu_grad,
+    }
+    erf = _cupy_erf()
+    if erf is not None:
+        table["gelu"] = lambda g, x: g * (0.5 * (1 + erf(x / _SQ2)) + x * _INV_SQ2PI * cp.exp(-0.5 * x * x))
+    return table.get(name)
+
+
+def _cupy_erf():
+    try:
+        from cupyx.scipy.special import erf
+    except ImportError:
+        return None
+    return erf
+
+
+def _gpu_time(cp, fn, repeat):
+    """(median seconds per call, calls per sample) of ``fn()`` on the current
+    stream, timed with CUDA events after one untimed warm-up call (which
+    compiles). Each sample times back-to-back calls, enough for about
+    CUDA_SAMPLE_S, so that short kernels are not measured as launch gaps."""
+    stream = cp.cuda.get_current_stream()
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    fn()
+    stream.synchronize()
+    start.record(stream)
+    fn()
+    end.record(stream)
+    end.synchronize()
+    one = cp.cuda.get_elapsed_time(start, end) * 1e-3
+    number = max(1, min(CUDA_MAX_CALLS, math.ceil(CUDA_SAMPLE_S / max(one, 1e-7))))
+    times = []
+    for _ in range(repeat):
+        start.record(stream)
+        for _ in range(number):
+            fn()
+        end.record(stream)
+        end.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, end) * 1e-3 / number)
+    return float(np.median(times)), number
+
+
+def _with_out(f, *args, out):
+    """``f(*args, out=out)`` where the GPU dispatch takes ``out=``, else ``f(*args)``."""
+    try:
+        f(*args, out=out)
+    except TypeError:
+        return lambda: f(*args)
+    return lambda: f(*args, out=out)
+
+
+def _gpu_info(cp):
+    dev = cp.cuda.Device()
+    props = cp.cuda.runtime.getDeviceProperties(dev.id)
+    name = props.get("name", b"")
+    return {
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "compute_capability": f"{dev.compute_capability[:-1]}.{dev.compute_capability[-1]}",  # "90" -> "9.0"
+        "sm_count": props.get("multiProcessorCount"),
+        "memory_gib": props.get("totalGlobalMem", 0) / 2**30,
+    }
+
+
+def _cuda_versions(cp=None):
+    import fastact
+
+    def dist(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {"fastact": fastact.__version__, "numpy": np.__version__,
+            "cupy": cp.__version__ if cp is not None else dist("cupy-cuda13x"),
+            "numba_cuda": dist("numba-cuda")}
+
+
+def _check_args(ops, dtypes, size, repeat):
+    """(op names, dtypes) after checking the common arguments."""
+    names = _resolve_ops(ops)
+    dtypes = tuple(dtypes)
+    for dt in dtypes:
+        if dt not in ("float32", "float64"):
+            raise SystemExit(f"fastact bench: unsupported dtype {dt!r} (float32, float64)")
+    if size < 1 or repeat < 1:
+        raise SystemExit("fastact bench: size and repeat must be >= 1")
+    return names, dtypes
+
+
+def run_cuda(ops=None, dtypes=("float32", "float64"), size=DEFAULT_SIZE, repeat=DEFAULT_REPEAT, progress=True):
+    """Time every (op, direction, dtype) on the current CUDA device; returns
+    ``{"meta": {...}, "rows": [...]}``. Without a usable GPU (or CuPy, or
+    numba-cuda) ``meta["gpu"]`` is None, ``meta["reason"]`` says why, and
+    ``rows`` is empty."""
+    names, dtypes = _check_args(ops, dtypes, size, repeat)
+    meta = {"device": "cuda", "gpu": None, "reason": None, "size": size, "row_shape": list(_row_shape(size)),
+            "dtypes": list(dtypes), "ops": list(names), "repeat": repeat, "rooflines": {},
+            "versions": None, "elapsed_s": 0.0}
+    reason = cuda_unavailable()
+    if reason is not None:
+        meta["reason"] = reason
+        meta["versions"] = _cuda_versions()
+        return {"meta": meta, "rows": []}
+    import cupy as cp
+
+    import fastact
+
+    t_start = time.perf_counter()
+    meta["gpu"] = _gpu_info(cp)
+    meta["versions"] = _cuda_versions(cp)
+    rows = []
+    total, done = len(names) * len(dtypes) * 2, 0
+    shape2 = _row_shape(size)
+    n2 = shape2[0] * shape2[1]
+    rng = np.random.default_rng(0)
+    for dt in dtypes:
+        x = cp.asarray((rng.standard_normal(size) * 3).astype(dt))
+        g = cp.asarray(rng.standard_normal(size).astype(dt))
+        out = cp.empty_like(x)
+        x2, g2, out2 = (a[:n2].reshape(shape2) for a in (x, g, out))
+        itemsize = np.dtype(dt).itemsize
+
+        def copy_gbs():
+            t, _ = _gpu_time(cp, lambda: cp.copyto(out, x), repeat)
+            return 2 * x.nbytes / t / 1e9
+
+        roof = copy_gbs()
+        first = len(rows)
+        for name in names:
+            for direction in ("forward", "backward"):
+                if progress:
+                    print(f"\r[{'#' * (30 * done // total):<30}] {done}/{total} "
+                          f"{time.perf_counter() - t_start:5.0f}s {name} {direction} {dt}        ",
+                          end="", file=sys.stderr, flush=True)
+                row = {k: None for k in CUDA_ROW_KEYS}
+                row.update(op=name, direction=direction, dtype=dt)
+                try:
+                    if name in ROW_OPS:
+                        f = fastact.ROW_FUNCTIONS[name]
+                        arrs = (x2,) if direction == "forward" else (g2, f(x2))
+                        o, peer = out2, None
+                    else:
+                        f = fastact.ACTIVATIONS[name]
+                        arrs = (x,) if direction == "forward" else (g, x)
+                        o = out
+                        peer = (cupy_forward(cp, name) if direction == "forward" else cupy_backward(cp, name))
+                    call = _with_out(f if direction == "forward" else f.backward, *arrs, out=o)
+                    n = arrs[0].size
+                    t, number = _gpu_time(cp, call, repeat)
+                    moved = (2 if direction == "forward" else 3) * n * itemsize
+                    row.update(size=n, shape=list(arrs[0].shape), median_ms=t * 1e3, calls_per_sample=number,
+                               gb_per_s=moved / t / 1e9)
+                    if peer is not None:
+                        pt, _ = _gpu_time(cp, lambda: peer(*arrs), repeat)
+                        row.update(cupy_ms=pt * 1e3, speedup_vs_cupy=pt / t)
+                except Exception as e:  # noqa: BLE001 - an op without a GPU path is reported, the run goes on
+                    row["error"] = f"{type(e).__name__}: {e}"[:300]
+                rows.append(row)
+                done += 1
+        roof = max(roof, copy_gbs())  # again after the rows (the better of the two)
+        meta["rooflines"][dt] = {"copy": {"gb_per_s": roof}}
+        for r in rows[first:]:
+            r["roofline_gb_per_s"] = roof
+            if r["gb_per_s"] is not None:
+                r["roofline_fraction"] = r["gb_per_s"] / roof
+        del x, g, out, x2, g2, out2
+        cp.get_default_memory_pool().free_all_blocks()
+    meta["elapsed_s"] = time.perf_counter() - t_start
+    if progress:
+        print(f"\r[{'#' * 30}] {done}/{total} {meta['elapsed_s']:5.0f}s done" + " " * 40,
+              file=sys.stderr, flush=True)
+    return {"meta": meta, "rows": rows}
+
+
+def no_gpu_line(result):
+    return f"fastact bench: no CUDA GPU present ({result['meta']['reason']}); nothing measured"
+
+
+def format_cuda_table(result):
+    """The human-readable report of ``run_cuda()``'s result."""
+    meta, rows = result["meta"], result["rows"]
+    if meta["gpu"] is None:
+        return no_gpu_line(result)
+    gpu, v = meta["gpu"], meta["versions"]
+    r0, r1 = meta["row_shape"]
+    lines = [
+        f"fastact bench --device cuda: {gpu['name']} (cc {gpu['compute_capability']}, {gpu['sm_count']} SMs, "
+        f"{gpu['memory_gib']:.0f} GiB); {meta['size']} elements (softmax family: {r0} x {r1}, axis=-1), "
+        f"median of {meta['repeat']} CUDA-event samples",
+        f"cupy {v['cupy']}, numba-cuda {v['numba_cuda']}",
+        "GB/s = bytes read + written / time; roof% = GB/s / device-to-device copy GB/s (cupy.copyto, "
+        "the same arrays); xcupy = CuPy formula time / fastact time (> 1: fastact is faster)",
+    ]
+    head = f"{'op':<12} {'dir':<8} {'us':>9} {'GB/s':>7} {'roof%':>5} {'cupy us':>9} {'xcupy':>7}"
+    for dt in meta["dtypes"]:
+        lines += ["", f"{dt}: copy {meta['rooflines'][dt]['copy']['gb_per_s']:.0f} GB/s", head, "-" * len(head)]
+        for r in rows:
+            if r["dtype"] != dt:
+                continue
+            if r["error"] is not None:
+                lines.append(f"{r['op']:<12} {r['direction']:<8} error: {r['error']}")
+                continue
+            lines.append(
+                f"{r['op']:<12} {r['direction']:<8} {r['median_ms'] * 1e3:9.1f} {r['gb_per_s']:7.0f} "
+                f"{100 * r['roofline_fraction']:4.0f}% "
+                f"{_cell(None if r['cupy_ms'] is None else r['cupy_ms'] * 1e3, '.1f', 9)} "
+                f"{_x(r['speedup_vs_cupy'])}".rstrip()
+            )
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ output
 
 
@@ -644,6 +917,16 @@ _EPILOG = "\n\n".join(
         "median_ms, gb_per_s, roofline (copy|add), roofline_gb_per_s, roofline_threads, "
         "roofline_fraction, numpy_ms, speedup_vs_numpy, torch_ms, speedup_vs_torch, "
         "scipy_ms, speedup_vs_scipy}]}; null where a peer lacks the op or is not installed.",
+        "--device cuda: the same ops on CuPy arrays on the current GPU (needs CuPy and "
+        "numba-cuda: pip install 'fastact[cuda]'), timed with CUDA events (median of --repeat "
+        "samples, each of back-to-back calls filling about 2 ms, after one warm-up call); "
+        "roof% is of a device-to-device copy (cupy.copyto) of the same arrays, and xcupy "
+        "compares with the CuPy formula a user would write (sigmoid, tanh, relu, silu, gelu "
+        "with cupyx.scipy.special.erf). Without a GPU it prints one line saying why and "
+        "measures nothing (exit status 0). JSON: {\"meta\": {device: \"cuda\", gpu: {name, "
+        "compute_capability, sm_count, memory_gib} or null, reason, size, row_shape, dtypes, "
+        "ops, repeat, rooflines: {dtype: {copy: {gb_per_s}}}, versions, elapsed_s}, \"rows\": "
+        "[{" + ", ".join(CUDA_ROW_KEYS) + "}]}.",
     )
 )
 
@@ -682,6 +965,9 @@ def main(argv=None):
                    help="threads for fastact (set_num_threads, restored afterwards), the chunked "
                         "roofline and PyTorch (default: fastact.get_num_threads(), now "
                         f"{fastact.get_num_threads()})")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to run: cpu (default) or cuda (CuPy arrays on the current GPU; "
+                        "without one, says why and measures nothing)")
     p.add_argument("--quick", action="store_true",
                    help=f"small arrays (2**16) and {QUICK_REPEAT} runs: a smoke test, not a measurement")
     p.add_argument("--json", action="store_true",
@@ -692,6 +978,17 @@ def main(argv=None):
     repeat = a.repeat or (QUICK_REPEAT if a.quick else DEFAULT_REPEAT)
     dtypes = ("float32", "float64") if a.dtype == "both" else (a.dtype,)
     ops = [o for o in a.ops.split(",") if o.strip()] if a.ops else None
+    if a.device == "cuda":
+        if a.threads is not None:
+            raise SystemExit("fastact bench: --threads is for --device cpu")
+        result = run_cuda(ops, dtypes, size, repeat, progress=not a.json)
+        if a.json:
+            print(json.dumps(result, indent=1))
+            if result["meta"]["gpu"] is None:
+                print(no_gpu_line(result), file=sys.stderr)
+        else:
+            print(format_cuda_table(result))
+        return 0
     result = run(ops, dtypes, size, repeat, threads=a.threads, progress=not a.json)
     if a.json:
         print(json.dumps(result, indent=1))

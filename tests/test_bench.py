@@ -181,7 +181,8 @@ def test_help_describes_every_option(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     for word in ("--size", "--dtype", "--ops", "--repeat", "--threads", "--quick", "--json",
-                 "log_softmax", "roofline", "np.copyto", "np.add", "torch", "scipy", "meta", "rows"):
+                 "log_softmax", "roofline", "np.copyto", "np.add", "torch", "scipy", "meta", "rows",
+                 "--device", "cuda", "cupy.copyto", "CUDA events", "Without a GPU"):
         assert word in text, word
 
 
@@ -340,3 +341,158 @@ def test_call_overhead_report():
     result = bench.run(["relu"], ("float32",), size=1 << 10, repeat=1, progress=False)
     assert set(result["meta"]["call_overhead"]["ops"]) == set(bench.OVERHEAD_OPS)
     assert "call overhead at 4096 float32 elements" in bench.format_table(result)
+
+
+# ------------------------------------------------------------------ --device cuda
+
+CUDA_META_KEYS = {"device", "gpu", "reason", "size", "row_shape", "dtypes", "ops", "repeat", "rooflines",
+                  "versions", "elapsed_s"}
+
+
+def _env_without_simulator():
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+
+
+def test_bench_module_imports_no_gpu_library():
+    code = ("import sys, fastact, fastact.bench; "
+            "bad = [m for m in ('cupy', 'numba.cuda') if m in sys.modules]; "
+            "assert not bad, bad; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env_without_simulator())
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_cli_cuda_without_a_gpu_measures_nothing():
+    """The real check, in a process without the simulator: one line, exit 0."""
+    cmd = [sys.executable, "-m", "fastact", "bench", "--device", "cuda", "--quick", "--ops", "relu"]
+    env = _env_without_simulator()
+    r = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert set(res["meta"]) == CUDA_META_KEYS and res["meta"]["device"] == "cuda"
+    if res["meta"]["gpu"] is not None:  # a machine with a GPU: the real run
+        assert res["meta"]["reason"] is None and len(res["rows"]) == 4
+        assert all(r_["error"] is None and _pos(r_["gb_per_s"]) for r_ in res["rows"]), res["rows"]
+        return
+    assert res["rows"] == [] and res["meta"]["reason"]
+    assert "no CUDA GPU present" in r.stderr and "nothing measured" in r.stderr
+    t = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert t.returncode == 0
+    lines = t.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastact bench: no CUDA GPU present (")
+    assert lines[0].endswith("); nothing measured") and res["meta"]["reason"] in lines[0]
+
+
+def test_cuda_unavailable_reasons(monkeypatch):
+    from fastact import _cuda
+
+    if _cuda.simulated():  # tests/conftest.py: the simulator is no GPU
+        assert "NUMBA_ENABLE_CUDASIM" in bench.cuda_unavailable()
+    real = bench.importlib.util.find_spec
+    for missing, word in (("cupy", "CuPy"), ("numba_cuda", "numba-cuda")):
+        monkeypatch.setattr(bench.importlib.util, "find_spec",
+                            lambda name, *a, _m=missing: None if name == _m else real(name, *a))
+        assert word in bench.cuda_unavailable() and "fastact[cuda]" in bench.cuda_unavailable()
+
+
+def test_main_cuda_reports_the_reason(capsys, monkeypatch):
+    monkeypatch.setattr(bench, "cuda_unavailable", lambda: "test: no driver")
+    assert bench.main(["--device", "cuda"]) == 0
+    assert capsys.readouterr().out == "fastact bench: no CUDA GPU present (test: no driver); nothing measured\n"
+    assert bench.main(["--device", "cuda", "--json", "--ops", "gelu,softmax", "--dtype", "float64"]) == 0
+    out = capsys.readouterr()
+    res = json.loads(out.out)
+    assert res["rows"] == [] and res["meta"]["gpu"] is None and res["meta"]["reason"] == "test: no driver"
+    assert res["meta"]["ops"] == ["gelu", "softmax"] and res["meta"]["dtypes"] == ["float64"]
+    assert res["meta"]["size"] == 1 << 24 and res["meta"]["device"] == "cuda"
+    assert "no CUDA GPU present" in out.err
+    with pytest.raises(SystemExit, match="threads"):
+        bench.main(["--device", "cuda", "--threads", "2"])
+    with pytest.raises(SystemExit, match="unknown op"):
+        bench.run_cuda(["nope"], progress=False)
+
+
+class _FakeEvent:
+    def record(self, stream=None):
+        import time
+
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+
+def _fake_cupy():
+    """A CuPy stand-in on NumPy arrays (fastact's CPU path), for run_cuda's bookkeeping."""
+    import types
+
+    cuda = types.SimpleNamespace(
+        Event=_FakeEvent,
+        get_elapsed_time=lambda a, b: max(b.t - a.t, 1e-9) * 1e3,
+        get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None),
+        Device=lambda: types.SimpleNamespace(id=0, compute_capability="90"),
+        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {
+            "name": b"Fake GPU", "multiProcessorCount": 132, "totalGlobalMem": 80 * 2**30}),
+    )
+    return types.SimpleNamespace(
+        __version__="0.fake", cuda=cuda, asarray=np.asarray, empty_like=np.empty_like, copyto=np.copyto,
+        exp=np.exp, tanh=np.tanh, maximum=np.maximum, where=np.where,
+        get_default_memory_pool=lambda: types.SimpleNamespace(free_all_blocks=lambda: None),
+    )
+
+
+def test_run_cuda_rows_with_a_fake_device(monkeypatch, capsys):
+    sp = pytest.importorskip("scipy.special")
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
+    monkeypatch.setattr(bench, "cuda_unavailable", lambda: None)
+    monkeypatch.setattr(bench, "_cupy_erf", lambda: sp.erf)
+    monkeypatch.setattr(bench, "CUDA_MAX_CALLS", 2)
+    ops = ["sigmoid", "softsign", "gelu", "softmax"]
+    res = bench.run_cuda(ops, ("float32", "float64"), size=SIZE, repeat=1, progress=False)
+    meta, rows = res["meta"], res["rows"]
+    assert set(meta) == CUDA_META_KEYS and meta["reason"] is None
+    assert meta["gpu"] == {"name": "Fake GPU", "compute_capability": "9.0", "sm_count": 132, "memory_gib": 80.0}
+    assert [(r["dtype"], r["op"], r["direction"]) for r in rows] == [
+        (dt, op, d) for dt in ("float32", "float64") for op in ops for d in ("forward", "backward")]
+    for r in rows:
+        assert set(r) == set(bench.CUDA_ROW_KEYS) and r["error"] is None, r
+        assert _pos(r["median_ms"]) and 1 <= r["calls_per_sample"] <= 2
+        moved = (2 if r["direction"] == "forward" else 3) * r["size"] * np.dtype(r["dtype"]).itemsize
+        assert r["gb_per_s"] == pytest.approx(moved / (r["median_ms"] * 1e-3) / 1e9)
+        assert r["roofline_gb_per_s"] == meta["rooflines"][r["dtype"]]["copy"]["gb_per_s"]
+        assert r["roofline_fraction"] == pytest.approx(r["gb_per_s"] / r["roofline_gb_per_s"])
+        has_peer = r["op"] in ("sigmoid", "gelu")
+        assert (r["cupy_ms"] is not None) == has_peer == (r["speedup_vs_cupy"] is not None), r
+        assert r["shape"] == ([SIZE // 1024, 1024] if r["op"] == "softmax" else [SIZE])
+    json.dumps(res, allow_nan=False)
+    table = bench.format_cuda_table(res)
+    for word in ("Fake GPU", "cc 9.0", "sigmoid", "softmax", "xcupy", "float64: copy"):
+        assert word in table
+
+
+def test_run_cuda_reports_an_op_that_fails(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
+    monkeypatch.setattr(bench, "cuda_unavailable", lambda: None)
+    monkeypatch.setattr(bench, "CUDA_MAX_CALLS", 1)
+    monkeypatch.setattr(bench, "_with_out", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no GPU path")))
+    res = bench.run_cuda(["relu"], ("float32",), size=256, repeat=1, progress=False)
+    assert [r["error"] for r in res["rows"]] == ["RuntimeError: no GPU path"] * 2
+    assert all(r["gb_per_s"] is None and r["roofline_fraction"] is None for r in res["rows"])
+    assert "error: RuntimeError: no GPU path" in bench.format_cuda_table(res)
+
+
+def test_cupy_formulas_compute_the_same_function(monkeypatch):
+    """The CuPy peers' formulas, evaluated with NumPy standing in for CuPy."""
+    sp = pytest.importorskip("scipy.special")
+    monkeypatch.setattr(bench, "_cupy_erf", lambda: sp.erf)
+    x, g = _inputs()
+    names = [n for n in fastact.ACTIVATIONS if bench.cupy_forward(np, n) is not None]
+    assert names == ["sigmoid", "tanh", "relu", "silu", "gelu"]
+    for name in names:
+        f = fastact.ACTIVATIONS[name]
+        np.testing.assert_allclose(bench.cupy_forward(np, name)(x), f(x), rtol=1e-12, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(bench.cupy_backward(np, name)(g, x), f.backward(g, x), rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+    monkeypatch.setattr(bench, "_cupy_erf", lambda: None)
+    assert bench.cupy_forward(np, "gelu") is None and bench.cupy_backward(np, "gelu") is None
