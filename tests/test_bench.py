@@ -393,7 +393,7 @@ def test_cuda_unavailable_reasons(monkeypatch):
         assert "NUMBA_ENABLE_CUDASIM" in bench.cuda_unavailable()
     for missing, word in (("cupy", "CuPy"), ("numba_cuda", "numba-cuda")):
         monkeypatch.setattr(bench.importlib.util, "find_spec",
-                            lambda name, *a, _m=missing: None if name == _m else real(name, *a))
+                            lambda name, *a, _m=missing: None if name == _m else object())
         assert word in bench.cuda_unavailable() and "fastact[cuda]" in bench.cuda_unavailable()
 
 
