@@ -102,6 +102,49 @@ def _fill_nan(out):
         out[i] = math.nan
 
 
+# The per-entry steps below are the write passes of every backend (the CPU
+# row functions here, the CUDA row kernels of ``_cuda_rows``): a row's
+# statistics (m, norm / lse, s, c) are computed however the backend splits a
+# row, the value of each entry only here.
+
+
+@scalar
+def softmax_elem(v, m, norm):
+    """exp(v - m) / norm, the rounding error of v - m carried (m finite)."""
+    return 0.0 if v == NEG_INF else exp_diff(v, m) / norm
+
+
+@scalar
+def log_softmax_elem(v, m, lse):
+    """(v - m) - lse, the rounding error of v - m added back (m finite)."""
+    if v == NEG_INF:
+        return NEG_INF
+    d = v - m
+    return (d - lse) + two_sum_err(v, -m, d)
+
+
+@scalar
+def softmax_backward_elem(g, y, s, c):
+    """y * (g - S) for the row's dot product S = s + c (a double-double)."""
+    return y * ((g - s) - c)
+
+
+@scalar
+def log_softmax_backward_elem(g, y, s, c):
+    """g - exp(y) S for the row's sum of gradients S = s + c; exp(y) as a
+    double-double where the result cancels (|result| < |exp(y) S| / 2), e.g.
+    the one-hot gradient of a dominant entry, where exp(y) = 1 - tiny. (NaN y
+    and exp overflow, y >= 709, keep the plain step.)"""
+    e = exp(y) if y == y else y
+    p = e * s
+    r = (g - p) - (two_prod_err(e, s, p) + e * c)
+    if not (abs(r) >= 0.5 * abs(p)) and y > -700.0 and y < 709.0:
+        eh, el = exp_dd(y)
+        p = eh * s
+        r = (g - p) - (two_prod_err(eh, s, p) + (eh * c + el * s))
+    return r
+
+
 @scalar
 def softmax_row(x, out):
     m, rest, ok = row_stats(x)
@@ -110,8 +153,7 @@ def softmax_row(x, out):
         return
     norm = 1.0 + rest
     for i in range(x.shape[0]):
-        v = np.float64(x[i])
-        out[i] = 0.0 if v == NEG_INF else exp_diff(v, m) / norm
+        out[i] = softmax_elem(np.float64(x[i]), m, norm)
 
 
 @scalar
@@ -122,12 +164,7 @@ def log_softmax_row(x, out):
         return
     lse = log1p(rest)
     for i in range(x.shape[0]):
-        v = np.float64(x[i])
-        if v == NEG_INF:
-            out[i] = NEG_INF
-        else:
-            d = v - m
-            out[i] = (d - lse) + two_sum_err(v, -m, d)
+        out[i] = log_softmax_elem(np.float64(x[i]), m, lse)
 
 
 @scalar
@@ -151,14 +188,12 @@ def softmax_backward_row(g, y, out):
         c = v
     c += c2
     for i in range(y.shape[0]):
-        out[i] = np.float64(y[i]) * ((np.float64(g[i]) - s) - c)
+        out[i] = softmax_backward_elem(np.float64(g[i]), np.float64(y[i]), s, c)
 
 
 @scalar
 def log_softmax_backward_row(g, y, out):
-    """g - exp(y) * sum(g), compensated sum; exp(y) as a double-double where
-    the result cancels (|result| < |exp(y) S| / 2), e.g. the one-hot gradient of
-    a dominant entry, where exp(y) = 1 - tiny."""
+    """g - exp(y) * sum(g), compensated sum (see log_softmax_backward_elem)."""
     s = 0.0
     c = 0.0
     for i in range(y.shape[0]):
@@ -167,13 +202,4 @@ def log_softmax_backward_row(g, y, out):
         c += two_sum_err(s, gi, u)
         s = u
     for i in range(y.shape[0]):
-        gi = np.float64(g[i])
-        yi = np.float64(y[i])
-        e = exp(yi)
-        p = e * s
-        r = (gi - p) - (two_prod_err(e, s, p) + e * c)
-        if not (abs(r) >= 0.5 * abs(p)) and yi > -700.0:
-            eh, el = exp_dd(yi)
-            p = eh * s
-            r = (gi - p) - (two_prod_err(eh, s, p) + (eh * c + el * s))
-        out[i] = r
+        out[i] = log_softmax_backward_elem(np.float64(g[i]), np.float64(y[i]), s, c)

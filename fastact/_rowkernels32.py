@@ -102,6 +102,13 @@ def _dot(a, b):
 
 
 @scalar
+def log_softmax_elem32(v, m, lse):
+    """(v - m) - lse: v - m is exact in float64 for float32 v, m (the write
+    step of every backend's float32 log_softmax)."""
+    return (np.float64(v) - np.float64(m)) - lse
+
+
+@scalar
 def softmax_row32(x, out):
     m, bad = row_max32(x)
     if bad or m == NEG_INF:
@@ -129,9 +136,8 @@ def log_softmax_row32(x, out):
     for i in range(x.shape[0]):
         k += x[i] == m
     lse = math.log(k) + math.log1p(rest / k)
-    md = np.float64(m)
     for i in range(x.shape[0]):
-        out[i] = np.float32((np.float64(x[i]) - md) - lse)
+        out[i] = np.float32(log_softmax_elem32(x[i], m, lse))
 
 
 # Backward: a vectorized pass with a plain float64 sum S, counting the

@@ -170,16 +170,17 @@ def measure(entry, kind, dtype, which="default", seed=0):
     with np.errstate(all="ignore"):
         if kind == "forward":
             arg = x
-            got = fwd(x, *params)
+            got = fwd(x, *params, dtype=dtype)
             ref_fn = entry.ref
         elif kind == "backward":
             arg = x
-            got = _cpu.ufunc(entry, "backward", dtype)(one, x, *params)
+            got = _cpu.ufunc(entry, "backward", dtype)(one, x, *params, dtype=dtype)
             ref_fn = entry.ref_grad
         else:  # backward_y: the derivative through y = f(x), y taken as exact
-            arg = fwd(x, *params)
+            # dtype=: the loop of ``dtype`` whichever loop was compiled first
+            arg = fwd(x, *params, dtype=dtype)
             arg = arg[np.isfinite(arg)]
-            got = _cpu.ufunc(entry, "backward_y", dtype)(np.ones_like(arg), arg, *params)
+            got = _cpu.ufunc(entry, "backward_y", dtype)(np.ones_like(arg), arg, *params, dtype=dtype)
             ref_fn = entry.ref_grad_y
     eps = float(np.finfo(dtype).eps)
     errs = np.empty(len(arg))

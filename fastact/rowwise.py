@@ -20,13 +20,8 @@ def _call_rows_gpu(name, arrays, axis, out, where_name):
     """The GPU path: CUDA row kernels (fastact._cuda_rows) over (rows, n)
     views of the arrays with ``axis`` last; layouts that allow no such view
     are copied on the GPU first (never through the host)."""
-    try:
-        from . import _cuda_rows
-    except ImportError:  # the CUDA row kernels are not part of this build yet
-        raise TypeError(
-            f"fastact.{where_name}: GPU arrays are not supported by the softmax family in this "
-            "version (no CUDA row kernels); pass a NumPy array"
-        ) from None
+    from . import _cuda_rows  # imports numba.cuda only when a kernel is built
+
     ins = _gpu.operands(where_name, arrays)
     if len(ins) == 2 and ins[0].shape != ins[1].shape:
         raise ValueError(

@@ -324,3 +324,93 @@ def test_prelu_backward_dweight_on_gpu():
     wdx, wdw = fastact.prelu.backward(g, x, 0.25)
     _same(dx.copy_to_host(), wdx, x.dtype)
     np.testing.assert_allclose(dw.copy_to_host(), wdw, rtol=1e-15)
+
+
+# ----------------------------------------------------- softmax family dispatch
+ROWWISE = [fastact.softmax, fastact.log_softmax]
+
+
+def _ulps_close(got, want, ulps):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)])
+    tol = ulps * np.spacing(np.abs(want[fin]).astype(want.dtype))
+    assert np.all(np.abs(got[fin].astype(np.float64) - want[fin]) <= tol)
+
+
+@pytest.mark.parametrize("fn", ROWWISE, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rowwise_dispatch_axes_and_layouts(fn, dtype):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((3, 5, 7)) * 4).astype(dtype)
+    xd = cuda.to_device(x)
+    for ax in (-1, 0, 1):  # last axis: a view; axis 0: a strided view; axis 1: a GPU copy
+        got = fn(xd, axis=ax)
+        assert _gpu.is_gpu(got) and got.shape == x.shape
+        _ulps_close(got.copy_to_host(), fn(x, axis=ax), 2)
+        y = fn(x, axis=ax)
+        g = rng.standard_normal(x.shape).astype(dtype)
+        dx = fn.backward(cuda.to_device(g), cuda.to_device(y), axis=ax).copy_to_host()
+        want = fn.backward(g, y, axis=ax)
+        # backward results are differences: compare against the row's scale
+        scale = np.max(np.abs(want), axis=ax, keepdims=True) + np.finfo(dtype).tiny
+        assert np.all(np.abs(dx - want) <= 4 * np.finfo(dtype).eps * scale)
+    t = x[:, ::2, ::-1]  # negative and step-2 strides
+    _ulps_close(fn(cuda.to_device(x)[:, ::2, ::-1]).copy_to_host(), fn(t), 2)
+
+
+@pytest.mark.parametrize("fn", ROWWISE, ids=lambda f: f.__name__)
+def test_rowwise_out_in_place_and_foreign(fn):
+    x = np.linspace(-8, 8, 4 * 9).reshape(4, 9)
+    want = fn(x)
+    o = cuda.device_array((4, 9))
+    assert fn(cuda.to_device(x), out=o) is o
+    _ulps_close(o.copy_to_host(), want, 2)
+    of = cuda.device_array((9, 4)).T  # F-ordered out, axis -1 strided
+    fn(cuda.to_device(x), out=of)
+    _ulps_close(of.copy_to_host(), want, 2)
+    ob = cuda.device_array((4, 3, 9))[:, 1, :]  # out needing the GPU write-back copy
+    fn(cuda.to_device(x), out=ob)
+    _ulps_close(ob.copy_to_host(), want, 2)
+    xd = cuda.to_device(x)
+    fn(xd, out=xd)  # in place
+    _ulps_close(xd.copy_to_host(), want, 2)
+    host_out = np.zeros_like(x)
+    got = fn(Foreign(x), out=Foreign(host_out))
+    _ulps_close(host_out, want, 2)
+    assert isinstance(got, Foreign)
+    r = fn(Foreign(x.astype(np.float16)))
+    assert _gpu.is_gpu(r) and r.dtype == np.float16
+    ref = fn(x.astype(np.float16))
+    assert ref.dtype == np.float16
+    np.testing.assert_allclose(r.copy_to_host().astype(np.float64), ref.astype(np.float64),
+                               rtol=2**-10, atol=2**-24)
+
+
+def test_rowwise_errors_and_empty():
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    xd = cuda.to_device(x)
+    with pytest.raises(TypeError, match="host"):
+        fastact.softmax(xd, out=np.empty((2, 3)))
+    with pytest.raises(TypeError, match="host"):
+        fastact.softmax.backward(x, xd)
+    with pytest.raises(ValueError, match="shape"):
+        fastact.softmax(xd, out=cuda.device_array((3, 2)))
+    with pytest.raises(ValueError, match="differ"):
+        fastact.log_softmax.backward(cuda.device_array((2, 2)), xd)
+    with pytest.raises(ValueError, match="0-d"):
+        fastact.softmax(cuda.to_device(np.float64(1.0).reshape(())))
+    with pytest.raises(ValueError):
+        fastact.softmax(xd, axis=2)
+    with pytest.raises(TypeError, match="dtype"):
+        fastact.softmax(Foreign(np.zeros((2, 3), np.complex128)))
+    with pytest.raises(ValueError, match="read-only"):
+        fastact.softmax(xd, out=Foreign(np.empty((2, 3)), readonly=True))
+    e = fastact.softmax(cuda.device_array((0, 5)))
+    assert _gpu.is_gpu(e) and e.shape == (0, 5)
+    e = fastact.log_softmax(cuda.device_array((4, 0)), axis=0)
+    assert _gpu.is_gpu(e) and e.shape == (4, 0)
+    got = fastact.softmax(cuda.to_device(np.arange(-3, 3).reshape(2, 3)))  # int64 -> float64
+    assert got.dtype == np.float64
+    _ulps_close(got.copy_to_host(), fastact.softmax(np.arange(-3, 3).reshape(2, 3)), 2)
