@@ -125,12 +125,37 @@ def exact_fp():
         _local.exact = prev
 
 
-def compile_ptx(pyfunc, sig, cc=(9, 0)):
+#: (max threads per block, min blocks per SM) for the kernels listed in
+#: ``_cuda_occupancy.FULL_OCCUPANCY``: 65536 registers / (256 x 8) = 32 each
+LAUNCH_BOUNDS = (THREADS, 8)
+
+
+def launch_bounds(name):
+    """The ``launch_bounds`` of kernel ``name``: ``LAUNCH_BOUNDS`` where ptxas
+    fits it in 32 registers without spilling (the generated list
+    ``_cuda_occupancy.FULL_OCCUPANCY``), else None (its natural register count)."""
+    from ._cuda_occupancy import FULL_OCCUPANCY
+
+    return LAUNCH_BOUNDS if name in FULL_OCCUPANCY else None
+
+
+def jit(pyfunc):
+    """``cuda.jit`` of a kernel function, with its launch bounds (every
+    backend module builds its kernels through this)."""
+    lb = launch_bounds(pyfunc.__name__)
+    if lb is None or simulated():  # the simulator takes no launch bounds
+        return cuda().jit(pyfunc)
+    return cuda().jit(pyfunc, launch_bounds=lb)
+
+
+def compile_ptx(pyfunc, sig, cc=(9, 0), bounds="auto"):
     """PTX of a kernel for compute capability ``cc``, compiled as fastact's
-    launches compile it (no GPU needed): ``(ptx, resty)``."""
+    launches compile it (no GPU needed): ``(ptx, resty)``. ``bounds``: the
+    launch bounds, by default those its launches use (``launch_bounds``)."""
     c = cuda()
+    lb = launch_bounds(pyfunc.__name__) if bounds == "auto" else bounds
     with exact_fp():
-        return c.compile_ptx(pyfunc, sig, cc=cc)
+        return c.compile_ptx(pyfunc, sig, cc=cc, launch_bounds=lb)
 
 
 # ------------------------------------------------------------ kernel text
@@ -259,7 +284,7 @@ def kernel(entry, kind, dtype, nparams, ndim, param_arrays=False):
             k = _kernels.get(key)
             if k is None:
                 fn = pyfunc(entry, kind, dtype, nparams, ndim, param_arrays)
-                k = _kernels[key] = cuda().jit(fn)
+                k = _kernels[key] = jit(fn)
     return k
 
 

@@ -213,7 +213,7 @@ def kernel(kind, dtype):
         with _cuda._lock:
             k = _kernels.get(key)
             if k is None:
-                k = _kernels[key] = _cuda.cuda().jit(pyfunc(kind, dtype))
+                k = _kernels[key] = _cuda.jit(pyfunc(kind, dtype))
     return k
 
 

@@ -674,7 +674,7 @@ def kernel(name, path, dtype):
         with _cuda._lock:
             k = _kernels.get(key)
             if k is None:
-                k = _kernels[key] = _cuda.cuda().jit(pyfunc(name, path, dtype))
+                k = _kernels[key] = _cuda.jit(pyfunc(name, path, dtype))
     return k
 
 

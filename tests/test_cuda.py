@@ -414,3 +414,31 @@ def test_rowwise_errors_and_empty():
     got = fastact.softmax(cuda.to_device(np.arange(-3, 3).reshape(2, 3)))  # int64 -> float64
     assert got.dtype == np.float64
     _ulps_close(got.copy_to_host(), fastact.softmax(np.arange(-3, 3).reshape(2, 3)), 2)
+
+
+def test_jit_builds_listed_kernels_with_launch_bounds(monkeypatch):
+    from fastact._cuda_occupancy import FULL_OCCUPANCY
+
+    calls = []
+
+    class FakeCuda:
+        def jit(self, fn, **kw):
+            calls.append((fn.__name__, kw))
+            return fn
+
+    monkeypatch.setattr(_cuda, "cuda", lambda: FakeCuda())
+    monkeypatch.setattr(_cuda, "simulated", lambda: False)
+
+    def k():
+        pass
+
+    k.__name__ = sorted(FULL_OCCUPANCY)[0]
+    _cuda.jit(k)
+    k.__name__ = "not_a_listed_kernel"
+    _cuda.jit(k)
+    assert calls == [(sorted(FULL_OCCUPANCY)[0], {"launch_bounds": _cuda.LAUNCH_BOUNDS}),
+                     ("not_a_listed_kernel", {})]
+    from fastact import _cuda_misc, _cuda_rows
+
+    # no launch exceeds the bound's threads per block
+    assert _cuda.LAUNCH_BOUNDS[0] >= max(_cuda.THREADS, _cuda_rows.THREADS, _cuda_misc.RED_THREADS)

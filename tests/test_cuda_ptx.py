@@ -114,6 +114,26 @@ def test_register_counts_within_the_measured_bounds(result):
             k["archs"][arch]["registers"] for k in result["kernels"] if k["module"] == G.ELEMENTWISE)
 
 
+def test_launch_bounds_list_is_current(result):
+    """fastact/_cuda_occupancy.py lists exactly the kernels ptxas keeps in 32
+    registers without spilling under the launch bounds (those built with the
+    bounds still fit; no unbounded kernel over 32 registers would)."""
+    from fastact._cuda_occupancy import FULL_OCCUPANCY
+
+    s = result["summary"]
+    names = {k["name"] for k in result["kernels"]}
+    assert FULL_OCCUPANCY <= names, f"stale names: {sorted(FULL_OCCUPANCY - names)}"
+    assert s["bounded"] == sorted(FULL_OCCUPANCY)
+    fix = "regenerate: python tools/gen_gpu_doc.py --write"
+    assert s["full_occupancy"] == s["bounded"], f"{fix} (now {s['full_occupancy']})"
+    for k in result["kernels"]:
+        if k["name"] in FULL_OCCUPANCY:
+            assert all(a["registers"] <= G.REGISTER_BUDGET for a in k["archs"].values()), k
+        elif max(a["registers"] for a in k["archs"].values()) > G.REGISTER_BUDGET:
+            assert "probe" in k, k["name"]  # tried under the bounds: it spills there
+    assert G.occupancy_source(sorted(FULL_OCCUPANCY)) == G.OCCUPANCY.read_text(), fix
+
+
 def test_docs_gpu_md_is_up_to_date(result):
     """docs/gpu.md lists every kernel; with the same toolchain it is exactly what
     ``python tools/gen_gpu_doc.py --write`` writes now."""

@@ -213,7 +213,42 @@ def _check(index):
             except Exception as e:  # noqa: BLE001
                 row["ok"], row["error"] = False, f"assemble {arch}: {e}"[:2000]
                 break
+        if row["ok"] and _cuda.launch_bounds(name) is None and _over_budget(row):
+            row["probe"] = _probe(fn, sig, wd)
     return index, row
+
+
+def _over_budget(row):
+    return max(a["registers"] for a in row["archs"].values()) > REGISTER_BUDGET
+
+
+def _probe(fn, sig, wd):
+    """The kernel compiled with ``_cuda.LAUNCH_BOUNDS`` (32 registers at
+    most): {arch: ptxas report}, or None where it fails to build."""
+    from fastact import _cuda
+
+    out = {}
+    for arch, cc in ARCHS.items():
+        try:
+            ptx, _ = _cuda.compile_ptx(fn, sig, cc=cc, bounds=_cuda.LAUNCH_BOUNDS)
+            out[arch] = assemble(_PTXAS, ptx, arch, wd)
+        except Exception:  # noqa: BLE001 - a failed probe keeps the kernel unbounded
+            return None
+    return out
+
+
+def _no_spill(archs):
+    return archs is not None and all(a["spill_stores"] == a["spill_loads"] == 0 for a in archs.values())
+
+
+def full_occupancy(rows):
+    """The kernels to build with launch bounds: those built so now that
+    still assemble without spills, and those whose probe did."""
+    from fastact import _cuda
+
+    return sorted(r["name"] for r in rows if r["ok"] and (
+        (_cuda.launch_bounds(r["name"]) is not None and _no_spill(r["archs"]))
+        or _no_spill(r.get("probe"))))
 
 
 def _group_key(name):
@@ -310,7 +345,15 @@ def summarize(rows):
         "max_registers_elementwise": max_regs,
         "over_budget": over,
         "relocatable": sorted(r["name"] for r in ok if any(a["mode"] == "relocatable" for a in r["archs"].values())),
+        "full_occupancy": full_occupancy(rows),
+        "bounded": sorted(r["name"] for r in ok if _bounded(r["name"])),
     }
+
+
+def _bounded(name):
+    from fastact import _cuda
+
+    return _cuda.launch_bounds(name) is not None
 
 
 # ------------------------------------------------------------------ docs/gpu.md
@@ -381,6 +424,9 @@ def markdown(result):
         f"- elementwise kernels over the {REGISTER_BUDGET}-register budget on either architecture "
         f"(256 threads x 8 blocks per SM fill the register file at {REGISTER_BUDGET}): "
         f"{len(s['over_budget'])} of {s['elementwise']}",
+        f"- kernels built with launch bounds (`_cuda.LAUNCH_BOUNDS`, 256 threads x 8 blocks: ptxas",
+        f"  keeps them in {REGISTER_BUDGET} registers; only those it fits without a spill, listed in",
+        f"  `fastact/_cuda_occupancy.py`): {len(s['bounded'])} of {s['total']}",
     ]
     if over:
         lines += [
@@ -415,6 +461,23 @@ def failures(result):
     return s["failed"] + s["spilling"]
 
 
+OCCUPANCY = ROOT / "fastact" / "_cuda_occupancy.py"
+
+
+def occupancy_source(names):
+    """The text of fastact/_cuda_occupancy.py listing ``names``."""
+    head = OCCUPANCY.read_text().split("FULL_OCCUPANCY =")[0]
+    body = "".join(f"    {n!r},\n" for n in sorted(names))
+    return head + "FULL_OCCUPANCY = frozenset({\n" + body + "})\n" if names else head + "FULL_OCCUPANCY = frozenset()\n"
+
+
+def write_occupancy(names):
+    OCCUPANCY.write_text(occupancy_source(names))
+    import fastact._cuda_occupancy as occ
+
+    importlib.reload(occ)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python tools/gen_gpu_doc.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
@@ -424,6 +487,10 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     a = p.parse_args(argv)
     result = run(a.jobs, a.ptxas, progress=not a.quiet)
+    if a.write and result["summary"]["full_occupancy"] != result["summary"]["bounded"]:
+        # a new list of bounded kernels: write it, then measure what it builds
+        write_occupancy(result["summary"]["full_occupancy"])
+        result = run(a.jobs, a.ptxas, progress=not a.quiet)
     s = result["summary"]
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps(result, indent=1))
