@@ -155,6 +155,8 @@ def _check_within_1ulp(got32, ref64, *inputs):
 @settings(max_examples=30, deadline=None)
 @given(xs=st.lists(F32, min_size=1, max_size=64))
 @example(xs=F32_EXTREMES)
+# found by hypothesis: float32 softplus at beta=0.7 was 2 ulp off here
+@example(xs=[0.00833332, -3.5078986, 1.0179472, -4.868439, -1.4150999])
 def test_float32_within_1ulp_of_float64(name, vals, xs):
     f, e = fastact.ACTIVATIONS[name], CATALOG[name]
     kw = kwargs(name, vals)
