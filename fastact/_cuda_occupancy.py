@@ -24,6 +24,7 @@ FULL_OCCUPANCY = frozenset({
     'silu_forward_float64_2d',
     'softmax_backward_block_float64',
     'softplus_backward_float64_1d',
+    'softplus_forward_float16_1d',
     'softplus_forward_float16_2d',
     'tanh_backward_float64_1d',
 })

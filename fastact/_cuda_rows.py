@@ -71,8 +71,10 @@ from ._eft import two_prod_err, two_sum_err
 from ._jit import scalar
 from ._mathlib import exp, exp_dd, log1p
 from ._rowkernels import (
-    RESCALE_GAP,
     exp_diff,
+    merge64,
+    push64,
+    rest64,
     log_softmax_backward_elem,
     log_softmax_elem,
     softmax_backward_elem,
@@ -118,75 +120,8 @@ def _bind():
 
 
 # ---------------------------------------------------------- state helpers
-# float64 forward state: (m, r, s, c), see the module docstring. A maximum of
-# +inf marks a bad row (NaN or +inf seen). r is finite or -inf (no term yet).
-
-
-@scalar
-def rescale_dd(s, c, a, b):
-    """(s + c) * exp(a - b) as a new (s, c) pair, a <= b finite; exp as a
-    double-double with the rounding error of a - b carried (no ulp lost)."""
-    d = a - b
-    if d < -745.0:
-        return 0.0, 0.0
-    qh, ql = exp_dd(d)
-    ql = ql + qh * two_sum_err(a, -b, d)
-    sh = s * qh
-    sl = two_prod_err(s, qh, sh) + (c * qh + s * ql)
-    return sh, sl
-
-
-@scalar
-def push64(v, m, r, s, c):
-    """The state after one more entry ``v``."""
-    if v > m:
-        if v == INF:
-            return INF, r, s, c
-        lo = m
-        m = v
-        if v > r + RESCALE_GAP:  # also the first entry when r is -inf
-            if s != 0.0 or c != 0.0:
-                s, c = rescale_dd(s, c, r, v)
-            r = v
-    elif v <= m:
-        lo = v
-    else:  # NaN
-        return INF, r, s, c
-    if lo > NEG_INF and m < INF:
-        t = exp_diff(lo, r)
-        u = s + t
-        c += two_sum_err(s, t, u)
-        s = u
-    return m, r, s, c
-
-
-@scalar
-def merge64(m1, r1, s1, c1, m2, r2, s2, c2):
-    """The state of two disjoint parts of a row (symmetric in the parts)."""
-    if r2 > r1:
-        m1, r1, s1, c1, m2, r2, s2, c2 = m2, r2, s2, c2, m1, r1, s1, c1
-    if r2 != r1 and r2 > NEG_INF and (s2 != 0.0 or c2 != 0.0):
-        s2, c2 = rescale_dd(s2, c2, r2, r1)
-    u = s1 + s2
-    c = (c1 + c2) + two_sum_err(s1, s2, u)
-    hi = max(m1, m2)
-    lo = min(m1, m2)
-    if lo > NEG_INF and hi < INF:  # the smaller maximum becomes a term
-        t = exp_diff(lo, r1)
-        s = u + t
-        c += two_sum_err(u, t, s)
-        u = s
-    return hi, r1, u, c
-
-
-@scalar
-def rest64(m, r, s, c):
-    """sum over the row but one maximum of exp(x_i - m), from a good state."""
-    if r == m:
-        return s + c
-    d = r - m
-    qh, ql = exp_dd(d)
-    return s * qh + (c * qh + s * (ql + qh * two_sum_err(r, -m, d)))
+# float64 forward state (m, r, s, c): ``_rowkernels.push64`` / ``merge64`` /
+# ``rest64``, the CPU's own. float32 storage (below): float32 m, r.
 
 
 # float32 forward state: m, r float32; s, c float64 (terms are float32 exps)

@@ -14,12 +14,14 @@ Accuracy (<= 4 ulp vs mpmath for float64 rows too) comes from three details:
   occurrence of the maximum, so ``log_softmax`` of a dominant entry is
   ``-log1p(rest)``, the tiny negative number, not 0.
 
-One read pass computes the maximum and the normaliser together: terms are
-summed relative to a reference ``mref`` that only moves when an element
-exceeds it by more than ``RESCALE_GAP`` (exp(600) cannot overflow a float64
-sum), so the sum is rescaled (and loses an ulp) only for rows spanning more
-than 600, not on every new maximum; the final rescale to the true maximum is
-exact to an ulp. The write pass reads the row again.
+One read pass computes the maximum and the normaliser together (the state
+(m, r, s, c) of ``push64``): terms are summed relative to a reference that
+only moves when an element exceeds it by more than ``RESCALE_GAP`` (exp(600)
+cannot overflow a float64 sum), the current maximum's own term kept out of
+the sum, so the sum is rescaled only for rows spanning more than 600, and a
+dominant entry's tiny ``rest`` is never absorbed by its own large term; the
+final rescale to the true maximum is a double-double exp. The write pass
+reads the row again.
 """
 
 import math
@@ -32,6 +34,7 @@ from ._mathlib import exp, exp_dd, log1p
 
 RESCALE_GAP = 600.0
 NEG_INF = -math.inf
+INF = math.inf
 
 
 @scalar
@@ -43,57 +46,103 @@ def exp_diff(a, b):
     return exp(d) * (1.0 + two_sum_err(a, -b, d))
 
 
+# The statistics of a row as a state (m, r, s, c) updated per entry: the
+# maximum m so far, a reference r (finite, or -inf before the first finite
+# entry), and the compensated sum s + c of exp(x_i - r) over the entries seen
+# except one occurrence of m, whose term stays implicit: a new maximum moves
+# the old one's term into the sum, so the sum never holds a term far above
+# the others (a dominant entry's tiny rest survives: log_softmax of it is
+# -log1p(rest), not 0). r moves only when an entry exceeds it by more than
+# RESCALE_GAP (exp(600) cannot overflow the sum); the sum is then rescaled
+# by a double-double exp. A maximum of +inf marks a bad row (NaN or +inf
+# seen). ``merge64`` joins the states of two parts of a row (the CUDA row
+# kernels split rows over threads); both parts start from the same r.
+
+@scalar
+def rescale_dd(s, c, a, b):
+    """(s + c) * exp(a - b) as a new (s, c) pair, a <= b finite; exp as a
+    double-double with the rounding error of a - b carried (no ulp lost)."""
+    d = a - b
+    if d < -745.0:
+        return 0.0, 0.0
+    qh, ql = exp_dd(d)
+    ql = ql + qh * two_sum_err(a, -b, d)
+    sh = s * qh
+    sl = two_prod_err(s, qh, sh) + (c * qh + s * ql)
+    return sh, sl
+
+
+@scalar
+def push64(v, m, r, s, c):
+    """The state after one more entry ``v``."""
+    if v > m:
+        if v == INF:
+            return INF, r, s, c
+        lo = m
+        m = v
+        if v > r + RESCALE_GAP:  # also the first entry when r is -inf
+            if s != 0.0 or c != 0.0:
+                s, c = rescale_dd(s, c, r, v)
+            r = v
+    elif v <= m:
+        lo = v
+    else:  # NaN
+        return INF, r, s, c
+    if lo > NEG_INF and m < INF:
+        t = exp_diff(lo, r)
+        u = s + t
+        c += two_sum_err(s, t, u)
+        s = u
+    return m, r, s, c
+
+
+@scalar
+def merge64(m1, r1, s1, c1, m2, r2, s2, c2):
+    """The state of two disjoint parts of a row (symmetric in the parts)."""
+    if r2 > r1:
+        m1, r1, s1, c1, m2, r2, s2, c2 = m2, r2, s2, c2, m1, r1, s1, c1
+    if r2 != r1 and r2 > NEG_INF and (s2 != 0.0 or c2 != 0.0):
+        s2, c2 = rescale_dd(s2, c2, r2, r1)
+    u = s1 + s2
+    c = (c1 + c2) + two_sum_err(s1, s2, u)
+    hi = max(m1, m2)
+    lo = min(m1, m2)
+    if lo > NEG_INF and hi < INF:  # the smaller maximum becomes a term
+        t = exp_diff(lo, r1)
+        s = u + t
+        c += two_sum_err(u, t, s)
+        u = s
+    return hi, r1, u, c
+
+
+@scalar
+def rest64(m, r, s, c):
+    """sum over the row but one maximum of exp(x_i - m), from a good state."""
+    if r == m:
+        return s + c
+    d = r - m
+    qh, ql = exp_dd(d)
+    return s * qh + (c * qh + s * (ql + qh * two_sum_err(r, -m, d)))
+
+
 @scalar
 def row_stats(x):
     """(m, rest, ok) of a row: max, and sum_i exp(x_i - m) - 1 (one pass).
 
-    The sum is kept relative to a reference element ``mref`` whose own term
-    (exactly 1) is left out, so ``rest`` is accumulated directly and keeps its
-    relative accuracy even when it is far below 1 (a dominant entry).
     ok is False when the row holds NaN or +inf, or only -inf (the result row
     is then NaN); an empty row is never written.
     """
+    n = x.shape[0]
+    r0 = np.float64(x[0]) if n > 0 else NEG_INF
+    r = r0 if (r0 > NEG_INF and r0 < INF) else NEG_INF
     m = NEG_INF
-    mref = NEG_INF
     s = 0.0
     c = 0.0
-    ok = True
-    for i in range(x.shape[0]):
-        v = np.float64(x[i])
-        if v > m:
-            m = v
-            if v == math.inf:
-                ok = False
-            elif v > mref + RESCALE_GAP:
-                if mref != NEG_INF:
-                    # the old reference becomes an ordinary term; exp(-600) makes
-                    # the rounding of this rescale negligible next to the new 1
-                    r = exp_diff(mref, v)
-                    s = (s + 1.0) * r
-                    c *= r
-                mref = v
-                continue
-        elif not (v <= m):
-            ok = False  # NaN
-        if v != NEG_INF and ok:
-            t = exp_diff(v, mref)
-            u = s + t
-            c += two_sum_err(s, t, u)
-            s = u
-    if not ok or m == NEG_INF:
+    for i in range(n):
+        m, r, s, c = push64(np.float64(x[i]), m, r, s, c)
+    if not (m > NEG_INF and m < INF):
         return m, 0.0, False
-    if mref == m:
-        return m, s + c, True
-    # the maximum's term (added as exp_diff(m, mref)) is swapped for the
-    # reference's 1, then everything is scaled to be relative to m
-    emax = exp_diff(m, mref)
-    r = s - emax
-    big = (r + (two_sum_err(s, -emax, r) + c)) + 1.0
-    # one rescale per row: exp as a double-double so it adds no ulp of its own
-    d = mref - m
-    qh, ql = exp_dd(d)
-    rest = big * qh + big * (ql + qh * two_sum_err(mref, -m, d))
-    return m, rest, True
+    return m, rest64(m, r, s, c), True
 
 
 @scalar

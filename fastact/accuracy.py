@@ -243,6 +243,9 @@ def softmax_rows(dtype):
         "single": np.array([3.5]),
         "dominant_among_zeros": np.concatenate([[60.0], np.zeros(999)]),
         "dominant_last": np.concatenate([np.zeros(99), [25.0]]),
+        # spans thousands, maximum 323 above the next: log_softmax of it is
+        # -2.7e-141 (a sum holding the maximum's own term loses that rest)
+        "dominant_wide_200": np.random.default_rng(1).standard_normal(200) * 1000,
         "ascending_span_4000": np.linspace(-2000, 2000, 4001),
         "descending": np.linspace(30, -30, 257),
         "with_neg_inf": np.array([0.5, -np.inf, -1.0, -np.inf, 2.0]),
@@ -255,19 +258,31 @@ def softmax_exact(mp, x):
     """(softmax, log_softmax) of a row as mpf lists."""
     xs = [mp.mpf(float(v)) for v in x]
     m = max(xs)
+    k = xs.index(m)
     e = [mp.exp(v - m) if v != -mp.inf else mp.mpf(0) for v in xs]
-    s = mp.fsum(e)
-    return [ei / s for ei in e], [(v - m) - mp.log(s) if v != -mp.inf else -mp.inf for v in xs]
+    # log(1 + rest), rest summing every term but the maximum's: log(sum) at
+    # the working precision would round a dominant entry's -rest (1e-141 in
+    # a row spanning thousands) to 0, whatever the precision
+    rest = mp.fsum(ei for i, ei in enumerate(e) if i != k)
+    s = 1 + rest
+    lse = mp.log1p(rest)
+    return [ei / s for ei in e], [(v - m) - lse if v != -mp.inf else -mp.inf for v in xs]
 
 
 def softmax_backward_exact(mp, g, y, log):
+    # written so that nothing cancels at the working precision: where the
+    # result is tiny next to g (the dominant entry, y = 1 - 1e-141) a plain
+    # g - exp(y) S or g - dot would round it to 0 at any fixed precision
     gm = [mp.mpf(float(v)) for v in g]
     ym = [mp.mpf(float(v)) for v in y]
     if log:
         s = mp.fsum(gm)
-        return [gi - (mp.exp(yi) * s if yi != -mp.inf else 0) for gi, yi in zip(gm, ym)]
-    dot = mp.fsum(a * b for a, b in zip(gm, ym))
-    return [yi * (gi - dot) for gi, yi in zip(gm, ym)]
+        return [(gi - s) - mp.expm1(yi) * s if yi != -mp.inf else gi
+                for gi, yi in zip(gm, ym)]
+    k = max(range(len(ym)), key=lambda i: ym[i]) if ym else 0
+    lead = gm[k] * ym[k] if ym else 0  # exact: products of two doubles
+    rest = mp.fsum(a * b for i, (a, b) in enumerate(zip(gm, ym)) if i != k)
+    return [yi * ((gi - lead) - rest) for gi, yi in zip(gm, ym)]
 
 
 def max_ulp_row(mp, got, exact, dtype):
