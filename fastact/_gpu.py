@@ -15,11 +15,15 @@ Rules, as a CuPy/PyTorch user expects them:
   is added and the data never visits the host;
 - ``out=`` may be any writable GPU array of the result's shape;
 - strided and broadcast operands are read in place by the N-d kernels;
-- mixing host and GPU arrays raises TypeError.
+- mixing host and GPU arrays raises TypeError;
+- everything runs on the device holding the arrays (a CuPy array's
+  ``.device``, a tensor's ``.device``), made current for the call
+  (``on_device``); arrays on two devices raise ValueError.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 
@@ -52,6 +56,49 @@ def _library(obj):
     if mod == "torch":
         return "torch"
     return "numba"
+
+
+def device_id(obj):
+    """The ordinal of the device holding a CuPy array or a CUDA tensor;
+    None for other producers (they live on the current device)."""
+    lib = _library(obj)
+    if lib == "cupy":
+        return int(obj.device.id)
+    if lib == "torch":
+        idx = obj.device.index
+        return None if idx is None else int(idx)
+    return None
+
+
+@contextlib.contextmanager
+def on_device(where, *objs):
+    """Make the device holding the GPU arrays among ``objs`` current (for
+    CuPy / torch allocations and current streams, and for Numba's launches)
+    for the duration of a call; ValueError if they are on different devices."""
+    held = {}
+    for o in objs:
+        if o is not None and is_gpu(o):
+            d = device_id(o)
+            if d is not None:
+                held.setdefault(d, o)
+    if len(held) > 1:
+        raise ValueError(f"fastact.{where}: GPU arrays on different devices {sorted(held)}; "
+                         "move them to one device")
+    if not held:
+        yield
+        return
+    ((dev, o),) = held.items()
+    with contextlib.ExitStack() as stack:
+        lib = _library(o)
+        if lib == "cupy":
+            stack.enter_context(sys.modules["cupy"].cuda.Device(dev))
+        elif lib == "torch":
+            stack.enter_context(sys.modules["torch"].cuda.device(dev))
+        if not _cuda.simulated():
+            c = _cuda.cuda()
+            if c.get_current_device().id != dev:
+                stack.enter_context(c.gpus[dev])
+        yield
 
 
 def _interface(obj):

@@ -162,7 +162,8 @@ class ActivationFunction:
         if _gpu.any_gpu(out, *(a for a, _ in inputs)):
             if mask is not True:
                 raise TypeError(f"fastact.{where}: where= is not supported for GPU arrays")
-            return _gpu.elementwise(where, self._entry, kind, inputs, out, params)
+            with _gpu.on_device(where, out, *(a for a, _ in inputs)):
+                return _gpu.elementwise(where, self._entry, kind, inputs, out, params)
         res = self._run_ufunc(kind, where, inputs, out, mask, params)
         if out is None and isinstance(res, np.ndarray) and res.ndim == 0:
             return res[()]  # a NumPy scalar, as NumPy's ufuncs return for 0-d input

@@ -66,9 +66,10 @@ class GatedFunction:
         entry = self._kw(kw)
         name = self.__name__
         if _gpu.any_gpu(a, b, out):
-            if b is None:
-                _, _, a, b = _gpu.halves(name, a, axis)
-            return _gpu.elementwise(name, entry, "gated", [(a, "a"), (b, "b")], out, [])
+            with _gpu.on_device(name, a, b, out):
+                if b is None:
+                    _, _, a, b = _gpu.halves(name, a, axis)
+                return _gpu.elementwise(name, entry, "gated", [(a, "a"), (b, "b")], out, [])
         if b is None:
             _, _, a, b, _, _ = _split(name, a, axis)
         a = _as_array(name, a, "a")
@@ -89,7 +90,8 @@ class GatedFunction:
         name = f"{self.__name__}.backward"
         split = b is None
         if _gpu.any_gpu(grad, a, b):
-            return self._backward_gpu(name, entry, grad, a, b, axis)
+            with _gpu.on_device(name, grad, a, b):
+                return self._backward_gpu(name, entry, grad, a, b, axis)
         if split:
             x, ax, a, b, ia, ib = _split(name, a, axis)
         grad = _as_array(name, grad, "grad")

@@ -67,7 +67,8 @@ Examples
 
     def __call__(self, x, k, axis=-1, *, out=None):
         if _gpu.any_gpu(x, out):
-            return self._forward_gpu(x, k, axis, out)
+            with _gpu.on_device("maxout", x, out):
+                return self._forward_gpu(x, k, axis, out)
         x, ax, k, g = _grouped("maxout", x, k, axis)
         if x.dtype.kind in "biu":
             g = g.astype(np.float64)
@@ -80,7 +81,8 @@ Examples
 
     def backward(self, grad, x, k, axis=-1):
         if _gpu.any_gpu(grad, x):
-            return self._backward_gpu(grad, x, k, axis)
+            with _gpu.on_device("maxout.backward", grad, x):
+                return self._backward_gpu(grad, x, k, axis)
         x, ax, k, g = _grouped("maxout.backward", x, k, axis)
         grad = _as_array("maxout.backward", grad, "grad")
         expected = x.shape[:ax] + (x.shape[ax] // k,) + x.shape[ax + 1 :]

@@ -120,11 +120,12 @@ Examples
 
     def __call__(self, x, weight, axis=1, *, out=None):
         if _gpu.any_gpu(x, weight, out):
-            xg, _, wb, ws, _ = self._gpu_weight("prelu", x, weight, axis)
-            if wb is None:
-                return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [ws])
-            return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [],
-                                    param_arrays=[(wb, "weight")])
+            with _gpu.on_device("prelu", x, weight, out):
+                xg, _, wb, ws, _ = self._gpu_weight("prelu", x, weight, axis)
+                if wb is None:
+                    return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [ws])
+                return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [],
+                                        param_arrays=[(wb, "weight")])
         x = _as_array("prelu", x, "x")
         ax = _axis("prelu", x, axis)
         w, wb = _weight("prelu", weight, x, ax)
@@ -137,7 +138,8 @@ Examples
     def backward(self, grad, x, weight, axis=1):
         where = "prelu.backward"
         if _gpu.any_gpu(grad, x, weight):
-            return self._backward_gpu(where, grad, x, weight, axis)
+            with _gpu.on_device(where, grad, x, weight):
+                return self._backward_gpu(where, grad, x, weight, axis)
         grad = _as_array(where, grad, "grad")
         x = _as_array(where, x, "x")
         if grad.shape != x.shape:

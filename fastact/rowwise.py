@@ -50,7 +50,8 @@ def _call_rows_gpu(name, arrays, axis, out, where_name):
 
 def _call_rows(name, row_fn, arrays, axis, out, where_name):
     if _gpu.any_gpu(out, *(a for a, _ in arrays)):
-        return _call_rows_gpu(name, arrays, axis, out, where_name)
+        with _gpu.on_device(where_name, out, *(a for a, _ in arrays)):
+            return _call_rows_gpu(name, arrays, axis, out, where_name)
     arrays = [_as_array(where_name, a, n) for a, n in arrays]
     if len(arrays) == 2 and arrays[0].shape != arrays[1].shape:
         raise ValueError(

@@ -14,7 +14,8 @@ from fastact import _cuda, _cuda_misc
 
 pytestmark = [
     pytest.mark.skipif(not _cuda.simulated()
-                       and os.environ.get("FASTACT_TEST_REAL_GPU", "0") in ("", "0"),
+                       and (os.environ.get("FASTACT_TEST_REAL_GPU", "0") in ("", "0")
+                            or not _cuda.cuda().is_available()),
                        reason="needs the CUDA simulator (NUMBA_ENABLE_CUDASIM=1) or a real GPU"),
     # the simulator runs kernels as Python (NumPy scalars, in its own
     # threads): FP flags (inf - inf in a compensation) become warnings

@@ -9,7 +9,10 @@ import pytest
 import fastact
 from fastact import _cuda, _cuda_rows as R
 
+pytest.importorskip("numba.cuda")
 mp = pytest.importorskip("mpmath")
+pytestmark = pytest.mark.skipif(not _cuda.simulated() and not _cuda.cuda().is_available(),
+                                reason="FASTACT_TEST_REAL_GPU set, no GPU")
 from fastact import accuracy as A  # noqa: E402
 
 BOUND = 4.0
