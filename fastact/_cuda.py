@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 
 import numpy as np
@@ -62,13 +63,53 @@ def cuda():
             if _cuda is None:
                 from numba import cuda as c
 
-                if not simulated():
+                if simulated():
+                    _sim_fix_shared()
+                else:
                     _setup_target()
                 _cuda = c
     return _cuda
 
 
 # ------------------------------------------------------------- the target
+
+
+def _sim_fix_shared():
+    """The simulator's ``cuda.shared.array`` looks its allocation up and
+    creates it without a lock: two threads of a block that reach the line
+    together can each get an array of their own (the last one stays shared),
+    so a value one writes is never seen by the others (observed: a warp's
+    partial sum lost, about one block launch in a few hundred). Make the
+    look-up atomic (idempotent; the simulator only)."""
+    import traceback
+
+    from numba.cuda import types
+    from numba.cuda.np import numpy_support
+    from numba.cuda.simulator import kernelapi
+
+    cls = kernelapi.FakeCUDAShared
+    if getattr(cls.array, "_fastact_locked", False):
+        return
+    original = cls.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        # keyed by the caller's file and line, as the simulator's own
+        caller = traceback.extract_stack(sys._getframe())[-2][0:2]
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = self._allocations[caller] = np.empty(shape, dtype)
+            return res
+
+    array._fastact_locked = True
+    cls.array = array
+
+
 
 _done_target = False
 

@@ -264,42 +264,6 @@ def log_softmax_bwd_elem32(g, y, s, c):
 _sim_lock = threading.Lock()
 
 
-def _sim_fix_shared():
-    """The simulator's ``cuda.shared.array`` looks its allocation up and
-    creates it without a lock: two threads of a block that reach the line
-    together can each get an array of their own (the last one stays shared),
-    so a value one writes is never seen by the others (observed: a warp's
-    partial sum lost, about one block launch in a few hundred). Make the
-    look-up atomic (idempotent; the simulator only)."""
-    import traceback
-
-    from numba.cuda import types
-    from numba.cuda.np import numpy_support
-    from numba.cuda.simulator import kernelapi
-
-    cls = kernelapi.FakeCUDAShared
-    if getattr(cls.array, "_fastact_locked", False):
-        return
-    original = cls.array
-    lock = threading.Lock()
-
-    def array(self, shape, dtype, alignment=None):
-        if shape == 0 or alignment is not None:
-            return original(self, shape, dtype, alignment)
-        if isinstance(dtype, types.Type):
-            dtype = numpy_support.as_dtype(dtype)
-        # keyed by the caller's file and line, as the simulator's own
-        caller = traceback.extract_stack(sys._getframe())[-2][0:2]
-        with lock:
-            res = self._allocations.get(caller)
-            if res is None:
-                res = self._allocations[caller] = np.empty(shape, dtype)
-            return res
-
-    array._fastact_locked = True
-    cls.array = array
-
-
 def _sim_exchange(values, lane_mask):
     """``shfl_xor_sync`` of a tuple of values for the simulator (which has
     no warp shuffles): the lanes of the calling thread's warp exchange them
@@ -342,7 +306,6 @@ def _exchanges():
     global _xch
     if _xch is None:
         if _cuda.simulated():
-            _sim_fix_shared()
             _xch = (_sim_xch4, _sim_xch3)
         else:
             from numba.cuda.intrinsics import shfl_xor_sync as X
