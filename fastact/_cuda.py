@@ -71,7 +71,7 @@ def cuda():
     return _cuda
 
 
-# ------------------------------------------------------------- the target
+# ------------------------------------------------------------- the simulator
 
 
 def _sim_fix_shared():
@@ -110,6 +110,7 @@ def _sim_fix_shared():
     cls.array = array
 
 
+# ------------------------------------------------------------- the target
 
 _done_target = False
 

@@ -323,6 +323,43 @@ def _exchanges():
     return _xch
 
 
+def _device(fn):
+    """``fn`` as a device function (plain Python in the simulator)."""
+    return fn if _cuda.simulated() else _cuda.cuda().jit(device=True)(fn)
+
+
+def _warp_merge4(merge):
+    """Device function: a forward state (m, r, s, c) merged over the lanes
+    of the warp with ``merge`` (butterfly; every lane ends with the warp's
+    state)."""
+    xch = _exchanges()[0]
+
+    def warp_merge4(m, r, s, c):
+        k = 16
+        while k > 0:
+            m2, r2, s2, c2 = xch(m, r, s, c, k)
+            m, r, s, c = merge(m, r, s, c, m2, r2, s2, c2)
+            k >>= 1
+        return m, r, s, c
+
+    return _device(warp_merge4)
+
+
+def _warp_merge3():
+    """Device function: a backward sum (s, c, cc) merged over the warp."""
+    xch = _exchanges()[1]
+
+    def warp_merge3(s, c, cc):
+        k = 16
+        while k > 0:
+            s2, c2, cc2 = xch(s, c, cc, k)
+            s, c, cc = merge3(s, c, cc, s2, c2, cc2)
+            k >>= 1
+        return s, c, cc
+
+    return _device(warp_merge3)
+
+
 # ------------------------------------------------------------ kernel bodies
 
 
@@ -339,8 +376,8 @@ def _forward_fn(name, path, dtype):
     _bind()
     W, f64 = _types(dtype)
     D = numba.float64
-    XCH = _exchanges()[0]
     PUSH, MERGE, REST = (push64, merge64, rest64) if f64 else (push32, merge32, rest32)
+    WARP_MERGE = _warp_merge4(MERGE)
     A = softmax_a if name == "softmax" else log_softmax_a
     if name == "softmax":
         ELEM = softmax_elem if f64 else softmax_elem32
@@ -366,11 +403,7 @@ def _forward_fn(name, path, dtype):
             while j < n:
                 m, r, s, c = PUSH(W(x[row, j]), m, r, s, c)
                 j += 32
-            k = 16
-            while k > 0:
-                m2, r2, s2, c2 = XCH(m, r, s, c, k)
-                m, r, s, c = MERGE(m, r, s, c, m2, r2, s2, c2)
-                k >>= 1
+            m, r, s, c = WARP_MERGE(m, r, s, c)
             j = np.int64(lane)
             if m < INF and m > NEG_INF:
                 a = A(REST(m, r, s, c))
@@ -408,11 +441,7 @@ def _forward_fn(name, path, dtype):
             while j < n:
                 m, r, s, c = PUSH(W(x[row, j]), m, r, s, c)
                 j += nt
-            k = 16
-            while k > 0:
-                m2, r2, s2, c2 = XCH(m, r, s, c, k)
-                m, r, s, c = MERGE(m, r, s, c, m2, r2, s2, c2)
-                k >>= 1
+            m, r, s, c = WARP_MERGE(m, r, s, c)
             if lane == 0:
                 sm[warp] = m
                 sr[warp] = r
@@ -459,7 +488,7 @@ def _backward_fn(name, path, dtype):
     _bind()
     W, f64 = _types(dtype)
     D = numba.float64
-    XCH = _exchanges()[1]
+    WARP_MERGE = _warp_merge3()
     if name == "softmax_backward":
         PUSH = dot_push64 if f64 else dot_push32
         ELEM = softmax_backward_elem if f64 else softmax_bwd_elem32
@@ -484,11 +513,7 @@ def _backward_fn(name, path, dtype):
             while j < n:
                 s, c, cc = PUSH(s, c, cc, D(g[row, j]), D(y[row, j]))
                 j += 32
-            k = 16
-            while k > 0:
-                s2, c2, cc2 = XCH(s, c, cc, k)
-                s, c, cc = merge3(s, c, cc, s2, c2, cc2)
-                k >>= 1
+            s, c, cc = WARP_MERGE(s, c, cc)
             c += cc
             j = np.int64(lane)
             while j < n:
@@ -516,11 +541,7 @@ def _backward_fn(name, path, dtype):
             while j < n:
                 s, c, cc = PUSH(s, c, cc, D(g[row, j]), D(y[row, j]))
                 j += nt
-            k = 16
-            while k > 0:
-                s2, c2, cc2 = XCH(s, c, cc, k)
-                s, c, cc = merge3(s, c, cc, s2, c2, cc2)
-                k >>= 1
+            s, c, cc = WARP_MERGE(s, c, cc)
             if lane == 0:
                 ss[warp] = s
                 sc[warp] = c

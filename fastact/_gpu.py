@@ -84,20 +84,15 @@ def on_device(where, *objs):
     if len(held) > 1:
         raise ValueError(f"fastact.{where}: GPU arrays on different devices {sorted(held)}; "
                          "move them to one device")
-    if not held:
-        yield
-        return
-    ((dev, o),) = held.items()
     with contextlib.ExitStack() as stack:
-        lib = _library(o)
-        if lib == "cupy":
-            stack.enter_context(sys.modules["cupy"].cuda.Device(dev))
-        elif lib == "torch":
-            stack.enter_context(sys.modules["torch"].cuda.device(dev))
-        if not _cuda.simulated():
-            c = _cuda.cuda()
-            if c.get_current_device().id != dev:
-                stack.enter_context(c.gpus[dev])
+        for dev, o in held.items():  # at most one
+            lib = _library(o)
+            if lib == "cupy":
+                stack.enter_context(sys.modules["cupy"].cuda.Device(dev))
+            elif lib == "torch":
+                stack.enter_context(sys.modules["torch"].cuda.device(dev))
+            if not _cuda.simulated() and _cuda.cuda().get_current_device().id != dev:
+                stack.enter_context(_cuda.cuda().gpus[dev])
         yield
 
 

@@ -320,6 +320,9 @@ def test_kernels_compile_to_ptx():
                        text=True, timeout=300)
     if r.returncode and ("NvvmSupportError" in r.stderr or "libNVVM" in r.stderr
                          or "No module named 'numba.cuda'" in r.stderr):
-        pytest.skip("no NVVM for PTX: " + r.stderr.strip().splitlines()[-1])
+        reason = "no NVVM for PTX: " + r.stderr.strip().splitlines()[-1]
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"CI: {reason}")  # the test extra installs NVVM: a broken install
+        pytest.skip(reason)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "PTX 9" in r.stdout

@@ -213,7 +213,7 @@ def _check(index):
             except Exception as e:  # noqa: BLE001
                 row["ok"], row["error"] = False, f"assemble {arch}: {e}"[:2000]
                 break
-        if row["ok"] and _cuda.launch_bounds(name) is None and _over_budget(row):
+        if row["ok"] and not _bounded(name) and _over_budget(row):
             row["probe"] = _probe(fn, sig, wd)
     return index, row
 
@@ -244,10 +244,8 @@ def _no_spill(archs):
 def full_occupancy(rows):
     """The kernels to build with launch bounds: those built so now that
     still assemble without spills, and those whose probe did."""
-    from fastact import _cuda
-
     return sorted(r["name"] for r in rows if r["ok"] and (
-        (_cuda.launch_bounds(r["name"]) is not None and _no_spill(r["archs"]))
+        (_bounded(r["name"]) and _no_spill(r["archs"]))
         or _no_spill(r.get("probe"))))
 
 
@@ -332,8 +330,7 @@ def summarize(rows):
         for dt in DTYPES:
             max_regs[arch][dt] = max((r["archs"][arch]["registers"] for r in elem if r["dtype"] == dt),
                                      default=None)
-    over = sorted(r["name"] for r in elem
-                  if max(a["registers"] for a in r["archs"].values()) > REGISTER_BUDGET)
+    over = sorted(r["name"] for r in elem if _over_budget(r))
     spilling = sorted(r["name"] for r in ok
                       if any(a["spill_stores"] or a["spill_loads"] for a in r["archs"].values()))
     return {
