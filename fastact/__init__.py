@@ -11,12 +11,12 @@ swiglu, geglu) are built on the same formulas.
 array([3.7835e-44, 5.0000e-01, 1.0000e+00], dtype=float32)
 """
 
-from ._threads import get_num_threads, set_num_threads
-from .api import ACTIVATIONS, ALIASES, ActivationFunction
-from .gated import GATED_FUNCTIONS, geglu, swiglu
-from .maxout import maxout
-from .prelu import prelu
-from .rowwise import ROW_FUNCTIONS, log_softmax, softmax
+from fastact.cpu.threads import get_num_threads, set_num_threads
+from fastact.functions.elementwise import ACTIVATIONS, ALIASES, ActivationFunction
+from fastact.functions.gated import GATED_FUNCTIONS, geglu, swiglu
+from fastact.functions.maxout import maxout
+from fastact.functions.prelu import prelu
+from fastact.functions.rowwise import ROW_FUNCTIONS, log_softmax, softmax
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ def main(argv=None):
         print(USAGE)
         return 0 if argv else 2
     if argv[0] == "bench":
-        from .bench import main as bench_main
+        from fastact.bench.cli import main as bench_main
 
         return bench_main(argv[1:])
     print(f"unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)

@@ -1,17 +1,17 @@
 """The catalog: every elementwise activation declared once.
 
 An entry names the activation, its parameters (PyTorch names and defaults),
-its scalar formulas (in :mod:`fastact.formulas`), the text of its formula and
+its scalar formulas (in :mod:`fastact.scalar.formulas`), the text of its formula and
 gradient for documentation, its limits at +-inf, and an mpmath reference for
 the forward pass, the derivative and (where it exists) the derivative written
 through the output. Everything else is generated from this table: the CPU
-ufuncs (:mod:`fastact._cpu`), the public functions and their docstrings
-(:mod:`fastact.api`), the accuracy tests, ``docs/accuracy.md`` and the
+ufuncs (:mod:`fastact.cpu.ufuncs`), the public functions and their docstrings
+(:mod:`fastact.functions.elementwise`), the accuracy tests, ``docs/accuracy.md`` and the
 README's table.
 
 Adding an activation = writing its formulas in ``formulas.py`` and one
 ``Activation(...)`` here. If its derivative crosses zero, give ``grad_root``
-and run ``python tools/gen_rootpolys.py``.
+and run ``python -m fastact.devtools.gen_rootpolys``.
 
 References receive the mpmath module as ``mp`` (mpmath is a test-time
 dependency, never imported by the package) and exact ``mpf`` arguments.
@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import formulas as F
-from . import formulas32 as F32
+from fastact.scalar import formulas as F
+from fastact.scalar import formulas32 as F32
 
 INF = math.inf
 

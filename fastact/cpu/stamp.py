@@ -1,0 +1,43 @@
+"""The fingerprint that keys every CPU kernel's disk cache.
+
+Numba keys a cached kernel on its own function (bytecode and closure) and
+its own file, not on the files of the functions it calls. Each kernel holds
+this fingerprint in its closure, so an edit to any source a CPU kernel is
+compiled from invalidates it, and an edit anywhere else (the public
+functions, the CUDA backend, the benchmark CLI, the dev tools) does not.
+
+The sources: the scalar layer (every ``@scalar`` function, the generated
+coefficients) and the CPU modules that define kernels. A test checks that
+every module with compiled CPU code is listed here.
+"""
+
+import hashlib
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1]
+
+#: paths relative to the package: folders (every .py below) and files
+SOURCES = ("scalar", "cpu/ufuncs.py", "cpu/gufuncs.py", "cpu/layers.py")
+
+_value = None
+
+
+def files():
+    """The stamped files, in a fixed order."""
+    out = []
+    for rel in SOURCES:
+        p = PACKAGE / rel
+        out += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    return out
+
+
+def stamp():
+    """16 hex digits of the SHA-256 of the stamped files' names and bytes."""
+    global _value
+    if _value is None:
+        h = hashlib.sha256()
+        for path in files():
+            h.update(path.relative_to(PACKAGE).as_posix().encode())
+            h.update(path.read_bytes())
+        _value = h.hexdigest()[:16]
+    return _value

@@ -1,0 +1,509 @@
+"""Compile every fastact CUDA kernel to PTX and assemble it with ptxas (no GPU needed).
+
+Run: python -m fastact.devtools.gen_gpu_doc [--write] [--json PATH] [--jobs N] [--ptxas PATH]
+
+Every ``kernel_specs()`` of the CUDA modules (``fastact.cuda.target``, and
+``fastact.cuda.rows`` / ``fastact.cuda.layers`` where they exist) is compiled
+to PTX for compute capability 8.0 and 9.0 exactly as fastact's launches
+compile it (``_cuda.compile_ptx``: FMA contraction off), then assembled by the
+pip-installed ptxas (``nvidia-cuda-nvcc``; the system's CUDA may be too old
+for numba-cuda's PTX) with ``-arch=sm_80|sm_90 -v``; registers, spill
+stores/loads, stack frame and shared memory are parsed from its report.
+
+``--write`` regenerates docs/gpu.md, ``--json PATH`` dumps the results
+(tests/cuda/test_ptx.py runs this tool with it). Exit status 1 if any kernel
+fails to compile or assemble, or spills.
+
+Needs numba-cuda and nvidia-cuda-nvcc (the test extra), not a GPU: kernels
+calling device functions ask the driver for the current device's compute
+capability, so this process (only this one, never the package) answers
+with a stand-in device. NUMBA_ENABLE_CUDASIM must be off: it is removed
+from this process's environment before numba.cuda is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import multiprocessing
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+OUT = ROOT / "docs" / "gpu.md"
+#: the modules whose ``kernel_specs()`` are checked (absent ones are skipped)
+MODULES = ("fastact.cuda.target", "fastact.cuda.rows", "fastact.cuda.layers")
+#: the module of the elementwise kernels (held to the register budget)
+ELEMENTWISE = "fastact.cuda.target"
+ARCHS = {"sm_80": (8, 0), "sm_90": (9, 0)}
+#: elementwise kernels should stay within this (256 threads x 8 blocks per SM)
+REGISTER_BUDGET = 32
+DTYPES = ("float16", "float32", "float64")
+_DTYPE_RE = re.compile(r"(?:^|_)(float16|float32|float64)(?:_|$)")
+
+
+# ------------------------------------------------------------------ environment
+
+
+def find_ptxas(explicit=None):
+    """Path of the pip-installed ptxas (nvidia-cuda-nvcc), or None.
+
+    Order: ``explicit``, ``$FASTACT_PTXAS``, the files of the nvidia-cuda-nvcc
+    distribution, any ``nvidia/**/bin/ptxas`` on sys.path. The system's
+    ptxas (PATH, /usr/local/cuda) is not used: it may be too old for the PTX
+    version numba-cuda emits."""
+    for p in (explicit, os.environ.get("FASTACT_PTXAS")):
+        if p:
+            return str(p) if os.access(p, os.X_OK) else None
+    try:
+        files = importlib.metadata.files("nvidia-cuda-nvcc") or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.name == "ptxas" and f.parent.name == "bin":
+            p = pathlib.Path(f.locate())
+            if os.access(p, os.X_OK):
+                return str(p)
+    for base in sys.path:
+        nv = pathlib.Path(base or ".") / "nvidia"
+        if nv.is_dir():
+            for p in sorted(nv.glob("**/bin/ptxas")):
+                if os.access(p, os.X_OK):
+                    return str(p)
+    return None
+
+
+def ptxas_version(ptxas):
+    out = subprocess.run([ptxas, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"release ([\d.]+), V([\d.]+)", out)
+    return m.group(2) if m else out.strip().splitlines()[-1] if out.strip() else "?"
+
+
+class _Device:
+    """Stand-in for the current device when compiling without a GPU."""
+
+    compute_capability = (9, 0)
+    name = "no device (PTX only)"
+
+
+def _prepare():
+    """Import numba.cuda for real compilation without a driver (this process only)."""
+    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+    if "numba.cuda" in sys.modules:
+        from numba import config
+
+        if getattr(config, "ENABLE_CUDASIM", 0):
+            raise SystemExit("gen_gpu_doc: numba.cuda was imported with NUMBA_ENABLE_CUDASIM on")
+    import numba.cuda.dispatcher as D
+
+    D.get_current_device = lambda: _Device()
+
+
+def collect_specs():
+    """[(module, name, pyfunc, signature)] of every present CUDA module."""
+    specs, seen = [], {}
+    for modname in MODULES:
+        if importlib.util.find_spec(modname) is None:
+            continue
+        mod = importlib.import_module(modname)
+        if not hasattr(mod, "kernel_specs"):
+            continue
+        for name, fn, sig in mod.kernel_specs():
+            if name in seen:
+                raise SystemExit(f"gen_gpu_doc: kernel {name!r} from {modname} and {seen[name]}")
+            seen[name] = modname
+            specs.append((modname, name, fn, sig))
+    return specs
+
+
+# ------------------------------------------------------------------ ptxas
+
+_PROPS_RE = re.compile(r"Function properties for (\S+)")
+_FRAME_RE = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED_RE = re.compile(r"Used (\d+) registers")
+_SMEM_RE = re.compile(r"(\d+) bytes smem")
+_ENTRY_RE = re.compile(r"Compiling entry function '(\S+)'")
+
+
+def parse_ptxas(text):
+    """The entry kernel's registers / stack / shared memory and the spills of
+    every function in a ``ptxas -v`` report."""
+    entry = _ENTRY_RE.search(text)
+    entry = entry.group(1) if entry else None
+    res = {"registers": None, "stack_frame": 0, "spill_stores": 0, "spill_loads": 0, "shared": 0}
+    current = None
+    for line in text.splitlines():
+        m = _PROPS_RE.search(line)
+        if m:
+            current = m.group(1)
+            continue
+        m = _FRAME_RE.search(line)
+        if m:
+            frame, st, ld = map(int, m.groups())
+            res["spill_stores"] += st
+            res["spill_loads"] += ld
+            if current == entry or entry is None:
+                res["stack_frame"] = max(res["stack_frame"], frame)
+            continue
+        m = _USED_RE.search(line)
+        if m and res["registers"] is None:  # the entry's line comes first
+            res["registers"] = int(m.group(1))
+            s = _SMEM_RE.search(line)
+            res["shared"] = int(s.group(1)) if s else 0
+    return res
+
+
+def assemble(ptxas, ptx, arch, workdir):
+    """``ptxas -arch=arch -v``; where the PTX calls functions resolved only at
+    link time (float16 arithmetic), ``-c`` (relocatable: the entry's own
+    resources). Returns the parsed report plus ``mode``; raises on failure."""
+    src = pathlib.Path(workdir) / f"k_{arch}.ptx"
+    src.write_text(ptx)
+    obj = pathlib.Path(workdir) / f"k_{arch}.o"
+    mode = "relocatable" if re.search(r"^\s*\.extern\s+\.func", ptx, re.M) else "whole"
+    for attempt in range(2):
+        cmd = [ptxas, f"-arch={arch}", "-v", str(src), "-o", str(obj)]
+        if mode == "relocatable":
+            cmd.insert(1, "-c")
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+        if mode == "whole" and "nresolved extern" in r.stderr + r.stdout:
+            mode = "relocatable"
+            continue
+        raise RuntimeError(f"ptxas {arch} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
+    res = parse_ptxas(r.stdout + r.stderr)
+    if res["registers"] is None:
+        raise RuntimeError(f"ptxas {arch}: no register count in\n{r.stderr}")
+    res["mode"] = mode
+    return res
+
+
+# ------------------------------------------------------------------ work
+
+_SPECS = None  # set in the parent before the pool forks
+_PTXAS = None
+
+
+def _check(index):
+    modname, name, fn, sig = _SPECS[index]
+    from fastact.cuda import target as _cuda
+
+    row = {"name": name, "module": modname, "dtype": kernel_dtype(name), "signature": sig,
+           "ok": True, "error": None, "archs": {}}
+    with tempfile.TemporaryDirectory(prefix="fastact-ptx-") as wd:
+        for arch, cc in ARCHS.items():
+            try:
+                ptx, _ = _cuda.compile_ptx(fn, sig, cc=cc)
+            except Exception as e:  # noqa: BLE001 - reported, the run continues
+                row["ok"], row["error"] = False, f"compile {arch}: {type(e).__name__}: {e}"[:2000]
+                break
+            try:
+                row["archs"][arch] = assemble(_PTXAS, ptx, arch, wd)
+            except Exception as e:  # noqa: BLE001
+                row["ok"], row["error"] = False, f"assemble {arch}: {e}"[:2000]
+                break
+        if row["ok"] and not _bounded(name) and _over_budget(row):
+            row["probe"] = _probe(fn, sig, wd)
+    return index, row
+
+
+def _over_budget(row):
+    return max(a["registers"] for a in row["archs"].values()) > REGISTER_BUDGET
+
+
+def _probe(fn, sig, wd):
+    """The kernel compiled with ``_cuda.LAUNCH_BOUNDS`` (32 registers at
+    most): {arch: ptxas report}, or None where it fails to build."""
+    from fastact.cuda import target as _cuda
+
+    out = {}
+    for arch, cc in ARCHS.items():
+        try:
+            ptx, _ = _cuda.compile_ptx(fn, sig, cc=cc, bounds=_cuda.LAUNCH_BOUNDS)
+            out[arch] = assemble(_PTXAS, ptx, arch, wd)
+        except Exception:  # noqa: BLE001 - a failed probe keeps the kernel unbounded
+            return None
+    return out
+
+
+def _no_spill(archs):
+    return archs is not None and all(a["spill_stores"] == a["spill_loads"] == 0 for a in archs.values())
+
+
+def full_occupancy(rows):
+    """The kernels to build with launch bounds: those built so now that
+    still assemble without spills, and those whose probe did."""
+    return sorted(r["name"] for r in rows if r["ok"] and (
+        (_bounded(r["name"]) and _no_spill(r["archs"]))
+        or _no_spill(r.get("probe"))))
+
+
+def _group_key(name):
+    """Kernels of one catalog entry share device functions: one worker compiles them."""
+    m = re.match(r"(.*?)_(forward|backward|gated)", name)
+    return m.group(1) if m else name
+
+
+def kernel_dtype(name):
+    m = _DTYPE_RE.search(name)
+    return m.group(1) if m else None
+
+
+def run(jobs=None, ptxas=None, progress=True):
+    """Check every kernel; returns ``{"meta": ..., "kernels": [...], "summary": ...}``."""
+    global _SPECS, _PTXAS
+    t0 = time.perf_counter()
+    _PTXAS = find_ptxas(ptxas)
+    if _PTXAS is None:
+        raise SystemExit("gen_gpu_doc: ptxas not found: pip install 'nvidia-cuda-nvcc==13.5.*' "
+                         "(or set FASTACT_PTXAS / --ptxas)")
+    _prepare()
+    _SPECS = collect_specs()
+    n = len(_SPECS)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, n or 1))
+    # group by catalog entry, biggest groups first (load balance)
+    groups = {}
+    for i, s in enumerate(_SPECS):
+        groups.setdefault(_group_key(s[1]), []).append(i)
+    order = [i for g in sorted(groups.values(), key=len, reverse=True) for i in g]
+    rows = [None] * n
+    done = 0
+    if jobs > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(jobs) as pool:
+            # chunks of one group keep an entry's device functions in one worker
+            for i, row in pool.imap_unordered(_check, order, chunksize=3):
+                rows[i] = row
+                done += 1
+                if progress:
+                    print(f"\r{done}/{n} {row['name']:<50}", end="", file=sys.stderr, flush=True)
+    else:
+        for i in order:
+            rows[i] = _check(i)[1]
+            done += 1
+            if progress:
+                print(f"\r{done}/{n} {rows[i]['name']:<50}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    import numba
+
+    meta = {
+        "archs": list(ARCHS),
+        "ptxas": _PTXAS,
+        "versions": {
+            "ptxas": ptxas_version(_PTXAS),
+            "numba": numba.__version__,
+            "numba_cuda": _dist_version("numba-cuda"),
+        },
+        "modules": sorted({r["module"] for r in rows}),
+        "jobs": jobs,
+        "register_budget": REGISTER_BUDGET,
+        "elapsed_s": time.perf_counter() - t0,
+    }
+    return {"meta": meta, "kernels": rows, "summary": summarize(rows)}
+
+
+def _dist_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def summarize(rows):
+    ok = [r for r in rows if r["ok"]]
+    elem = [r for r in ok if r["module"] == ELEMENTWISE]
+    max_regs = {}
+    for arch in ARCHS:
+        max_regs[arch] = {"all": max((r["archs"][arch]["registers"] for r in elem), default=None)}
+        for dt in DTYPES:
+            max_regs[arch][dt] = max((r["archs"][arch]["registers"] for r in elem if r["dtype"] == dt),
+                                     default=None)
+    over = sorted(r["name"] for r in elem if _over_budget(r))
+    spilling = sorted(r["name"] for r in ok
+                      if any(a["spill_stores"] or a["spill_loads"] for a in r["archs"].values()))
+    return {
+        "total": len(rows),
+        "ok": len(ok),
+        "failed": sorted(r["name"] for r in rows if not r["ok"]),
+        "spilling": spilling,
+        "elementwise": len(elem),
+        "max_registers_elementwise": max_regs,
+        "over_budget": over,
+        "relocatable": sorted(r["name"] for r in ok if any(a["mode"] == "relocatable" for a in r["archs"].values())),
+        "full_occupancy": full_occupancy(rows),
+        "bounded": sorted(r["name"] for r in ok if _bounded(r["name"])),
+    }
+
+
+def _bounded(name):
+    from fastact.cuda import target as _cuda
+
+    return _cuda.launch_bounds(name) is not None
+
+
+# ------------------------------------------------------------------ docs/gpu.md
+
+
+def _regs(r, arch):
+    return str(r["archs"][arch]["registers"]) if arch in r["archs"] else "-"
+
+
+def _spills(r):
+    if not r["ok"]:
+        return "FAILED"
+    st = sum(a["spill_stores"] for a in r["archs"].values())
+    ld = sum(a["spill_loads"] for a in r["archs"].values())
+    return "0" if st == ld == 0 else f"{st} st / {ld} ld"
+
+
+def table_rows(result):
+    """(kernel, dtype, regs sm_80, regs sm_90, spills) per kernel, as docs/gpu.md lists them."""
+    return [(r["name"], r["dtype"] or "-", _regs(r, "sm_80"), _regs(r, "sm_90"), _spills(r))
+            for r in result["kernels"]]
+
+
+def markdown(result):
+    meta, s = result["meta"], result["summary"]
+    v = meta["versions"]
+    mr = s["max_registers_elementwise"]
+    over = [r for r in result["kernels"] if r["name"] in set(s["over_budget"])]
+    over.sort(key=lambda r: (-max(a["registers"] for a in r["archs"].values()), r["name"]))
+    stack = max((a["stack_frame"] for r in result["kernels"] for a in r["archs"].values()), default=0)
+    shared = max((a["shared"] for r in result["kernels"] for a in r["archs"].values()), default=0)
+    lines = [
+        "# CUDA kernels: PTX, registers and spills",
+        "",
+        "Generated by `python -m fastact.devtools.gen_gpu_doc --write` (needs the test extra: numba-cuda,",
+        "nvidia-cuda-nvcc; no GPU). tests/cuda/test_ptx.py reruns the tool and checks this file.",
+        "",
+        "Every kernel fastact can launch (the `kernel_specs()` of "
+        + ", ".join(f"`{m}`" for m in meta["modules"]) + ")",
+        "is compiled to PTX for compute capability 8.0 and 9.0 as fastact's launches compile it",
+        "(FMA contraction off), then assembled by the pip-installed ptxas with",
+        "`ptxas -arch=sm_80 -v` and `-arch=sm_90 -v`, whose report gives the registers, spills,",
+        "stack frame and shared memory below.",
+        "",
+        "What this verifies: every kernel compiles to PTX, ptxas assembles it for both",
+        "architectures, and no kernel spills registers to local memory (0 spill stores/loads).",
+        "A kernel whose PTX calls functions resolved only when the driver links it (float16",
+        "arithmetic, with some toolchains) is assembled with `ptxas -c` and its counts are its",
+        f"own: {len(s['relocatable'])} kernels here.",
+        "",
+        "What it cannot verify: runtime behaviour on a real GPU (results, launch configuration,",
+        "occupancy, throughput). Results are checked in the CUDA simulator (tests/cuda/);",
+        "throughput by `python -m fastact bench --device cuda` on a machine with a GPU.",
+        "",
+        f"Toolchain: ptxas {v['ptxas']}, numba {v['numba']}, numba-cuda {v['numba_cuda']}.",
+        "",
+        "## Summary",
+        "",
+        f"- kernels: {s['total']}, {s['ok']} compiled and assembled for sm_80 and sm_90 "
+        f"({s['elementwise']} elementwise, from `{ELEMENTWISE}`)",
+        f"- failed: {len(s['failed'])}" + (": " + ", ".join(f"`{n}`" for n in s["failed"]) if s["failed"] else ""),
+        f"- kernels with spills: {len(s['spilling'])}"
+        + (": " + ", ".join(f"`{n}`" for n in s["spilling"]) if s["spilling"] else ""),
+        f"- largest stack frame: {stack} bytes; largest static shared memory: {shared} bytes",
+        "- max registers of the elementwise kernels: "
+        + "; ".join(f"{arch} {mr[arch]['all']} ("
+                    + ", ".join(f"{dt} {mr[arch][dt]}" for dt in DTYPES) + ")" for arch in ARCHS),
+        f"- elementwise kernels over the {REGISTER_BUDGET}-register budget on either architecture "
+        f"(256 threads x 8 blocks per SM fill the register file at {REGISTER_BUDGET}): "
+        f"{len(s['over_budget'])} of {s['elementwise']}",
+        f"- kernels built with launch bounds (`_cuda.LAUNCH_BOUNDS`, 256 threads x 8 blocks: ptxas",
+        f"  keeps them in {REGISTER_BUDGET} registers; only those it fits without a spill, listed in",
+        f"  `fastact/cuda/occupancy.py`): {len(s['bounded'])} of {s['total']}",
+    ]
+    if over:
+        lines += [
+            "",
+            f"### Elementwise kernels over {REGISTER_BUDGET} registers",
+            "",
+            "| kernel | regs sm_80 | regs sm_90 |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {r['name']} | {_regs(r, 'sm_80')} | {_regs(r, 'sm_90')} |" for r in over]
+    lines += [
+        "",
+        "## Kernels",
+        "",
+        "| kernel | dtype | regs sm_80 | regs sm_90 | spills |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [f"| `{k}` | {dt} | {a} | {b} | {sp} |" for k, dt, a, b, sp in table_rows(result)]
+    return "\n".join(lines) + "\n"
+
+
+_ROW_RE = re.compile(r"^\| `([^`]+)` \| (\S+) \| (\S+) \| (\S+) \| ([^|]+?) \|$")
+
+
+def parse_markdown(text):
+    """The kernel table of a docs/gpu.md: [(kernel, dtype, regs sm_80, regs sm_90, spills)]."""
+    return [m.groups() for m in map(_ROW_RE.match, text.splitlines()) if m]
+
+
+def failures(result):
+    s = result["summary"]
+    return s["failed"] + s["spilling"]
+
+
+OCCUPANCY = ROOT / "fastact" / "cuda" / "occupancy.py"
+
+
+def occupancy_source(names):
+    """The text of fastact/cuda/occupancy.py listing ``names``."""
+    head = OCCUPANCY.read_text().split("FULL_OCCUPANCY =")[0]
+    body = "".join(f"    {n!r},\n" for n in sorted(names))
+    return head + "FULL_OCCUPANCY = frozenset({\n" + body + "})\n" if names else head + "FULL_OCCUPANCY = frozenset()\n"
+
+
+def write_occupancy(names):
+    OCCUPANCY.write_text(occupancy_source(names))
+    import fastact.cuda.occupancy as occ
+
+    importlib.reload(occ)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fastact.devtools.gen_gpu_doc", description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
+    p.add_argument("--json", metavar="PATH", help="dump the results as JSON")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    p.add_argument("--ptxas", default=None, help="the ptxas to use (default: nvidia-cuda-nvcc's)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    a = p.parse_args(argv)
+    result = run(a.jobs, a.ptxas, progress=not a.quiet)
+    if a.write and result["summary"]["full_occupancy"] != result["summary"]["bounded"]:
+        # a new list of bounded kernels: write it, then measure what it builds
+        write_occupancy(result["summary"]["full_occupancy"])
+        result = run(a.jobs, a.ptxas, progress=not a.quiet)
+    s = result["summary"]
+    if a.json:
+        pathlib.Path(a.json).write_text(json.dumps(result, indent=1))
+    if a.write:
+        OUT.write_text(markdown(result))
+    mr = s["max_registers_elementwise"]
+    print(f"{s['total']} kernels, {s['ok']} ok, {len(s['failed'])} failed, {len(s['spilling'])} spilling; "
+          f"max registers (elementwise) "
+          + ", ".join(f"{arch} {mr[arch]['all']}" for arch in ARCHS)
+          + f"; {len(s['over_budget'])} over {REGISTER_BUDGET}; {result['meta']['elapsed_s']:.1f} s")
+    for r in result["kernels"]:
+        if not r["ok"]:
+            print(f"FAILED {r['name']}: {r['error']}", file=sys.stderr)
+    for n in s["spilling"]:
+        print(f"SPILLS {n}", file=sys.stderr)
+    return 1 if failures(result) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Public API: one callable object per catalog entry.
+
+``fastact.<name>(x, *, out=None, where=True, **params)`` runs the forward pass,
+``.backward(grad, x, ...)`` the gradient from the input, and, where the
+derivative is a function of the output, ``.backward_from_output(grad, y, ...)``.
+``.ufunc`` / ``.backward_ufunc`` / ``.backward_from_output_ufunc`` are the
+underlying real ``np.ufunc`` objects (parameters are extra ufunc inputs).
+
+dtype rules: float32 and float64 are preserved; float16 is computed in
+float32 and stored as float16; bool and integer inputs compute in float64
+(NumPy's promotion of integers to the default float); anything else (complex,
+object, strings, None, longdouble) raises TypeError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastact.cpu import ufuncs as _cpu
+from fastact.cuda import interop as _gpu
+from fastact.cpu import threads as _threads
+from fastact.catalog import ENTRIES, Activation
+
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_SUPPORTED = "float16, float32, float64 (bool and integer inputs are computed in float64)"
+
+
+def _compute_dtype(where, arrays):
+    try:
+        dt = np.result_type(*arrays)
+    except TypeError:  # no common dtype (datetime64 with float, ...): reported below
+        dt = np.dtype(object)
+    if dt == _F32 or dt == _F64:
+        return dt, dt
+    if dt == _F16:
+        return _F32, _F16
+    if dt.kind in "biu":
+        return _F64, _F64
+    names = ", ".join(str(a.dtype) for a in arrays)
+    raise TypeError(f"fastact.{where}: unsupported dtype {names}; supported: {_SUPPORTED}")
+
+
+def _as_array(where, a, argname):
+    if isinstance(a, np.ndarray):
+        return a
+    if a is None:
+        raise TypeError(f"fastact.{where}: {argname} is None; expected an array of {_SUPPORTED}")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"fastact.{where}: unsupported {argname} of dtype {arr.dtype} "
+            f"({type(a).__name__}); supported: {_SUPPORTED}"
+        )
+    return arr
+
+
+try:  # NumPy 2's error-state context variable: setting it directly costs
+    # ~0.1 us where `with np.errstate(...)` costs ~1 us (the whole call
+    # budget of a 4096-element ufunc)
+    from numpy._core.umath import _extobj_contextvar as _EXTOBJ, _make_extobj
+except ImportError:  # pragma: no cover - other NumPy layouts
+    _EXTOBJ = None
+_QUIET = {}  # the caller's error state -> the same with invalid/over/divide ignored
+
+
+def quiet_call(uf, *args, **kwargs):
+    """Call a (g)ufunc without NumPy's "invalid value" warning.
+
+    Vectorized kernels evaluate both sides of a branch and keep one, so the
+    discarded side sets FP flags for results that are exact: NaN inputs reach
+    ordered comparisons ("invalid"), x*(x+3)/6 at x = 1e308 overflows in a
+    branch hardswish does not take ("overflow"), and the expm1 branch of elu
+    at a large positive x (which returns x) can flag "divide by zero". The
+    flags say nothing about the result, whose special values are specified
+    and tested, so they are not turned into warnings. The caller's other
+    settings (underflow, the error callback, the buffer size) are kept.
+    """
+    if _EXTOBJ is None:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return uf(*args, **kwargs)
+    cur = _EXTOBJ.get()
+    quiet = _QUIET.get(cur)
+    if quiet is None:
+        if len(_QUIET) > 64:  # error states created and dropped by the caller
+            _QUIET.clear()
+        quiet = _QUIET[cur] = _make_extobj(invalid="ignore", over="ignore", divide="ignore")
+    token = _EXTOBJ.set(quiet)
+    try:
+        return uf(*args, **kwargs)
+    finally:
+        _EXTOBJ.reset(token)
+
+
+class ActivationFunction:
+    """An activation from the catalog; see the instance docstrings."""
+
+    def __init__(self, entry: Activation, alternatives=None):
+        self._entry = entry
+        self._defaults = tuple(float(v) for v in entry.defaults)
+        self._alternatives = alternatives or {}
+        self.__name__ = self.__qualname__ = entry.name
+        self.__module__ = "fastact"
+        self.__doc__ = _docstring(entry)
+        self._fast = {}  # dtype -> 1-input forward ufunc of the default parameters
+        # below this size a call stays on the calling thread (the fast path's bound too)
+        self._min_parallel = (
+            _threads.MIN_PARALLEL_ELEMENTS_CHEAP if entry.cheap else _threads.MIN_PARALLEL_ELEMENTS
+        )
+        if entry.grad_y is not None:
+            self.backward_from_output = self._backward_from_output
+
+    def __repr__(self):
+        return f"<fastact activation {self._entry.name}>"
+
+    def __reduce__(self):  # pickle by name (multiprocessing, dask)
+        return (_lookup, (self._entry.name,))
+
+    # ------------------------------------------------------------ parameters
+
+    def _params(self, where, kw):
+        e = self._entry
+        vals = []
+        for p in e.params:
+            v = kw.pop(p.name, p.default)
+            if isinstance(v, (str, bytes)) or isinstance(v, np.ndarray) and v.ndim:
+                raise TypeError(f"fastact.{where}: {p.name} must be a real number, got {v!r}")
+            try:
+                vals.append(float(v))
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"fastact.{where}: {p.name} must be a real number, got {v!r}"
+                ) from None
+        if kw:
+            names = ", ".join(sorted(kw))
+            valid = ", ".join(e.param_names) or "none"
+            raise TypeError(
+                f"fastact.{where}: unexpected keyword argument(s) {names}; parameters: {valid}"
+            )
+        if e.check is not None:
+            msg = e.check(*vals)
+            if msg:
+                raise ValueError(f"fastact.{where}: {msg}")
+        return vals
+
+    def _resolve(self, kw):
+        """Follow a choice parameter (gelu's approximate) to its catalog entry."""
+        for pname, options in self._entry.choices.items():
+            if pname in kw:
+                value = kw.pop(pname)
+                if value not in options:
+                    raise ValueError(
+                        f"fastact.{self._entry.name}: {pname} must be one of "
+                        f"{', '.join(map(repr, options))}, got {value!r}"
+                    )
+                if options[value] is not None:
+                    return self._alternatives[options[value]]
+        return self
+
+    # --------------------------------------------------------------- calling
+
+    def _run(self, kind, where, inputs, out, mask, params):
+        if _gpu.any_gpu(out, *(a for a, _ in inputs)):
+            if mask is not True:
+                raise TypeError(f"fastact.{where}: where= is not supported for GPU arrays")
+            with _gpu.on_device(where, out, *(a for a, _ in inputs)):
+                return _gpu.elementwise(where, self._entry, kind, inputs, out, params)
+        res = self._run_ufunc(kind, where, inputs, out, mask, params)
+        if out is None and isinstance(res, np.ndarray) and res.ndim == 0:
+            return res[()]  # a NumPy scalar, as NumPy's ufuncs return for 0-d input
+        return res
+
+    def _run_ufunc(self, kind, where, inputs, out, mask, params):
+        arrays = [_as_array(where, a, n) for a, n in inputs]
+        if len(arrays) == 2 and arrays[0].shape != arrays[1].shape:
+            try:
+                np.broadcast_shapes(arrays[0].shape, arrays[1].shape)
+            except ValueError:
+                raise ValueError(
+                    f"fastact.{where}: {inputs[0][1]} shape {arrays[0].shape} and "
+                    f"{inputs[1][1]} shape {arrays[1].shape} do not broadcast"
+                ) from None
+        compute, result = _compute_dtype(where, arrays)
+        if params and tuple(params) == self._defaults:
+            uf = _cpu.fixed_ufunc(self._entry, kind, compute)
+            params = ()
+        else:
+            uf = _cpu.ufunc(self._entry, kind, compute)
+        if kind == "forward" and uf.nin == 1 and compute is result:
+            self._fast[compute] = uf
+        if out is not None and not isinstance(out, np.ndarray):
+            if isinstance(out, tuple) and len(out) == 1 and isinstance(out[0], np.ndarray):
+                out = out[0]
+            else:
+                raise TypeError(f"fastact.{where}: out must be a NumPy array, got {type(out)}")
+        if mask is not True:
+            shape = np.broadcast_shapes(*(a.shape for a in arrays), np.shape(mask))
+            full = quiet_call(uf, *[np.broadcast_to(a, shape) for a in arrays], *params, dtype=compute)
+            if out is None:
+                out = np.empty(shape, dtype=result)
+            np.copyto(out, full, where=mask, casting="same_kind")
+            return out
+        big = arrays[0].size >= self._min_parallel and _threads.get_num_threads() > 1
+        if out is None and (big or result is not compute):
+            shape = np.broadcast_shapes(*(a.shape for a in arrays))
+            out = np.empty(shape, dtype=result)
+        # dtype= pins the loop: NumPy takes the first loop the inputs cast to
+        # safely, and float64 may have been compiled before float32
+        if big:
+            views = _threads.split_views(arrays, out)
+            if views is not None:
+                ins, o = views
+
+                def chunk(i0, i1):
+                    quiet_call(uf, *[a[i0:i1] for a in ins], *params, out=o[i0:i1], dtype=compute)
+
+                _threads.for_chunks(chunk, o.shape[0], o.size)
+                return out
+        return quiet_call(uf, *arrays, *params, out=out, dtype=compute)
+
+    def __call__(self, x, *, out=None, where=True, **params):
+        if type(x) is np.ndarray and out is None and where is True and not params:
+            # the common call (an array, default parameters) straight to its
+            # compiled loop once the general path below has set it up
+            # (quiet_call inlined: this path is the whole overhead of a small call)
+            uf = self._fast.get(x.dtype)
+            if uf is not None and x.ndim and x.size < self._min_parallel:
+                quiet = _QUIET.get(_EXTOBJ.get()) if _EXTOBJ is not None else None
+                if quiet is None:
+                    return quiet_call(uf, x)
+                token = _EXTOBJ.set(quiet)
+                try:
+                    return uf(x)
+                finally:
+                    _EXTOBJ.reset(token)
+        target = self._resolve(params)
+        if target is not self:
+            return target(x, out=out, where=where, **params)
+        name = self._entry.name
+        vals = self._params(name, params)
+        return self._run("forward", name, ((x, "x"),), out, where, vals)
+
+    def backward(self, grad, x, *, out=None, where=True, **params):
+        """Gradient dL/dx = grad * f'(x), from the upstream grad and the input x."""
+        target = self._resolve(params)
+        if target is not self:
+            return target.backward(grad, x, out=out, where=where, **params)
+        name = f"{self._entry.name}.backward"
+        vals = self._params(name, params)
+        return self._run("backward", name, ((grad, "grad"), (x, "x")), out, where, vals)
+
+    def _backward_from_output(self, grad, y, *, out=None, where=True, **params):
+        """Gradient dL/dx = grad * f'(x), computed from the output y = f(x)."""
+        e = self._entry
+        name = f"{e.name}.backward_from_output"
+        vals = self._params(name, params)
+        if e.check_y is not None:
+            msg = e.check_y(*vals)
+            if msg:
+                raise ValueError(f"fastact.{name}: {msg}")
+        return self._run("backward_y", name, ((grad, "grad"), (y, "y")), out, where, vals)
+
+    # ----------------------------------------------------------------- ufuncs
+
+    @property
+    def ufunc(self):
+        """The forward ``np.ufunc`` ``(x, *params) -> y`` (compiles both dtypes).
+
+        Vectorized loops compute both sides of a branch and select one, so a
+        raw ufunc call can raise NumPy's "overflow"/"invalid"/"divide" warnings for
+        lanes whose result is exact; the public function silences them
+        (see ``quiet_call``). Wrap raw calls in ``np.errstate`` likewise.
+        """
+        return _cpu.full_ufunc(self._entry, "forward")
+
+    @property
+    def backward_ufunc(self):
+        """The backward ``np.ufunc`` ``(grad, x, *params) -> dx``."""
+        return _cpu.full_ufunc(self._entry, "backward")
+
+    @property
+    def backward_from_output_ufunc(self):
+        """The ``np.ufunc`` ``(grad, y, *params) -> dx`` (None if not defined)."""
+        if self._entry.grad_y is None:
+            return None
+        return _cpu.full_ufunc(self._entry, "backward_y")
+
+    @property
+    def params(self):
+        """Parameter names and defaults, in ufunc input order."""
+        return {p.name: p.default for p in self._entry.params}
+
+    @property
+    def catalog_entry(self):
+        return self._entry
+
+
+def _fmt(v):
+    if v == float("inf"):
+        return "+inf"
+    if v == float("-inf"):
+        return "-inf"
+    return repr(float(v))
+
+
+def _example(entry):
+    xs = np.array([-2.0, 0.0, 2.0])
+    y = np.array([entry.forward(float(v), *entry.defaults) for v in xs])
+    g = np.array([entry.grad(float(v), *entry.defaults) for v in xs])
+    lines = [
+        ">>> import numpy as np, fastact",
+        ">>> x = np.array([-2.0, 0.0, 2.0])",
+        f">>> fastact.{entry.name}(x)",
+        repr(y),
+        f">>> fastact.{entry.name}.backward(np.ones(3), x)",
+        repr(g),
+    ]
+    return "\n".join("    " + ln for ln in lines)
+
+
+def _docstring(e: Activation):
+    lo, hi, dlo, dhi = e.limits(*e.defaults)
+    sig = ", ".join(["x", "*", "out=None", "where=True"] + [f"{p.name}={p.default!r}" for p in e.params])
+    choices = "".join(f", {k}={next(iter(v))!r}" for k, v in e.choices.items())
+    parts = [
+        f"{e.name}({sig}{choices})",
+        "",
+        f"    y = {e.formula}",
+        "",
+        f"Gradient: dy/dx = {e.grad_formula}",
+    ]
+    if e.grad_y is not None:
+        parts.append(f"From the output (backward_from_output): dy/dx = {e.grad_y_formula}.")
+        if e.grad_y_note:
+            parts.append(f"  Where y no longer determines x: {e.grad_y_note}")
+    if e.kinks:
+        parts.append(f"Kinks: {e.kinks}")
+    parts += [
+        f"Stability: {e.stability}",
+        f"Limits: f(-inf) = {_fmt(lo)}, f(+inf) = {_fmt(hi)}; "
+        f"f'(-inf) = {_fmt(dlo)}, f'(+inf) = {_fmt(dhi)} (default parameters). "
+        "NaN in -> NaN out, forward and backward.",
+        "",
+        "Parameters",
+        "----------",
+        f"x : array_like of {_SUPPORTED}",
+        "    or a GPU array (CuPy, PyTorch CUDA tensor, anything with __cuda_array_interface__):",
+        "    computed by the CUDA kernel on the producer's stream, returned as the same type.",
+    ]
+    for p in e.params:
+        parts += [f"{p.name} : float, default {p.default!r}", f"    {p.doc}"]
+    for k, v in e.choices.items():
+        parts += [f"{k} : one of {', '.join(map(repr, v))}", f"    selects the formula ({k}='tanh' is gelu_tanh)"]
+    parts += [
+        "out : ndarray, optional; may alias x (in place).",
+        "where : array_like of bool, optional; NumPy ufunc semantics.",
+        "",
+        "Methods: backward(grad, x, ...)"
+        + (", backward_from_output(grad, y, ...)" if e.grad_y is not None else "")
+        + ". Attributes: ufunc, backward_ufunc"
+        + (", backward_from_output_ufunc" if e.grad_y is not None else "")
+        + " (real np.ufunc objects; parameters are extra inputs).",
+        "",
+        "Examples",
+        "--------",
+        _example(e),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+ACTIVATIONS = {}
+for _e in ENTRIES:
+    ACTIVATIONS[_e.name] = ActivationFunction(_e, ACTIVATIONS)
+ALIASES = {a: e.name for e in ENTRIES for a in e.aliases}
+
+
+def _lookup(name):
+    return ACTIVATIONS[name]

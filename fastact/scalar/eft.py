@@ -1,0 +1,38 @@
+"""Error-free transforms: the exact rounding errors of a product and a sum.
+
+Shared by the formulas, the math layer (vmath) and the row kernels. Dekker's
+product needs no FMA, so it does not depend on the target contracting
+``a*b+c``; kernels must therefore not be compiled with the ``contract``
+fast-math flag.
+"""
+
+from fastact.scalar.registry import scalar
+
+_SPLITTER = 134217729.0  # 2**27 + 1, Veltkamp's splitting constant for float64
+
+
+@scalar
+def split_hi(a):
+    """High 26 bits of ``a`` (Veltkamp); ``a - split_hi(a)`` is exact.
+
+    Valid for ``|a| < 2**996``; callers only split moderate magnitudes.
+    """
+    c = _SPLITTER * a
+    return c - (c - a)
+
+
+@scalar
+def two_prod_err(a, b, p):
+    """Exact error ``a*b - p`` of the rounded product ``p = fl(a*b)``."""
+    ah = split_hi(a)
+    al = a - ah
+    bh = split_hi(b)
+    bl = b - bh
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@scalar
+def two_sum_err(a, b, s):
+    """Exact error ``a+b - s`` of the rounded sum ``s = fl(a+b)`` (Knuth)."""
+    bb = s - a
+    return (a - (s - bb)) + (b - bb)

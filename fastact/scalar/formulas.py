@@ -1,0 +1,602 @@
+"""Scalar formulas of every activation: the only place a formula is written.
+
+Each function takes and returns float64 (float32 kernels widen their input,
+evaluate here and round once at the end, which keeps float32 within 1 ulp).
+``<name>`` is the forward pass, ``<name>_grad`` the derivative with respect to
+the input and ``<name>_grad_y`` the same derivative expressed through the
+output ``y`` (for activations whose derivative is a function of ``y``).
+
+Conventions that hold for every formula (tested from the catalog):
+
+* NaN in gives NaN out, in the forward and in every derivative;
+* +-inf give the mathematical limits, never ``inf*0`` NaNs;
+* at kinks the derivative follows PyTorch (relu'(0) = 0, ...);
+* comparisons are written so that NaN falls through to an arithmetic branch
+  that propagates it.
+
+Why the less obvious lines are there is said next to them; the recurring tricks:
+
+* ``exp`` is only ever called on a non-positive argument, so nothing overflows;
+* ``p * exp(z)`` with a large ``|p|`` goes through ``mul_exp`` so that results
+  near the subnormal range keep their accuracy;
+* products of the input with an irrational constant that feed ``exp``/``erfc``
+  carry their rounding error (``two_prod_err``) into a first-order correction,
+  because ``exp(z)`` magnifies an absolute error in ``z`` by ``|z|`` ulps;
+* derivatives that cross zero (silu, mish, gelu) switch to a polynomial in
+  ``x - root`` near the root (tables in ``_rootpolys``, generated from the
+  catalog's mpmath references by ``fastact/devtools/gen_rootpolys.py``).
+"""
+
+import math
+
+from fastact.scalar.generated import rootpolys as RP
+from fastact.scalar.eft import two_prod_err, two_sum_err
+from fastact.scalar.registry import scalar
+from fastact.scalar.mathlib import (
+    exp,
+    expm1,
+    log1p,
+    mul_erfc_dd,
+    mul_exp,
+    mul_exp_dd,
+    prod_err,
+    tanh as _tanh,
+)
+from fastact.scalar.generated.rootpolys import ROOTS
+
+SELU_SCALE = 1.0507009873554805  # 1.0507009873554804934193349852946
+SELU_SCALE_ALPHA = 1.7580993408473768  # scale*alpha, rounded once from the exact constants
+SELU_SCALE_ALPHA_LO = 1.41535193800845e-17  # its rounding error
+INV_SQRT2_HI, INV_SQRT2_LO = 0.7071067811865476, -4.833646656726457e-17
+INV_SQRT_2PI = 0.3989422804014327
+TWO_OVER_SQRT_PI = 1.1283791670955126
+# gelu-tanh: z = 2*sqrt(2/pi) * (x + 0.044715 x^3), both constants as double-doubles
+GT_C2_HI, GT_C2_LO = 1.5957691216057308, -9.96930880911092e-17
+GT_K_HI, GT_K_LO = 0.044715, 2.1960211427085595e-18
+ONE_SIXTH = 0.16666666666666666
+
+SILU_ROOT = ROOTS["silu"]
+MISH_ROOT = ROOTS["mish"]
+GELU_ROOT = ROOTS["gelu"]
+GELU_TANH_ROOT = ROOTS["gelu_tanh"]
+
+
+@scalar
+def near_root(x, table):
+    """True when ``x`` lies in the polynomial window of a derivative root."""
+    return abs(x - table[0]) < table[2]
+
+
+@scalar
+def root_d(x, table):
+    """d = x - root, one rounding: ``x - root_hi`` is exact inside the window
+    (Sterbenz), so ``d * q(d)`` stays within a few ulps however close x is."""
+    return (x - table[0]) - table[1]
+
+
+# ------------------------------------------------------------------ identity
+
+
+@scalar
+def identity(x):
+    return x
+
+
+@scalar
+def identity_grad(x):
+    return 1.0 if x == x else x
+
+
+@scalar
+def identity_grad_y(y):
+    return 1.0 if y == y else y
+
+
+# ------------------------------------------------------------------- sigmoid
+
+
+@scalar
+def sigmoid(x):
+    # 1/(1+exp(-x)) is a chain of monotone roundings (so the result is monotone
+    # in x) and exp(-x) <= e^700 cannot overflow; below -700 exp(x)/(1+exp(x))
+    # keeps the subnormal results
+    if x >= -700.0:
+        return 1.0 / (1.0 + exp(-x))
+    e = exp(x)
+    return e / (1.0 + e)
+
+
+@scalar
+def sigmoid_grad(x):
+    # s*(1-s) = e/(1+e)^2 with e = exp(-|x|): no 1-s cancellation, 0 at +-inf
+    e = exp(-abs(x))
+    return e / ((1.0 + e) * (1.0 + e))
+
+
+@scalar
+def sigmoid_grad_y(y):
+    return y * (1.0 - y)
+
+
+# ---------------------------------------------------------------------- tanh
+
+
+@scalar
+def tanh(x):
+    return _tanh(x)
+
+
+@scalar
+def tanh_grad(x):
+    ax = abs(x)
+    if ax < 0.55:
+        t = _tanh(x)
+        return 1.0 - t * t  # t*t <= 0.25: no cancellation
+    # sech(x)^2 = (2h/(1+h^2))^2, h = exp(-|x|): 1-tanh^2 would cancel, and
+    # cosh(x)^2 would overflow at |x| > 355 where the result is still normal
+    h = exp(-ax)
+    q = 2.0 * h / (1.0 + h * h)
+    return q * q
+
+
+@scalar
+def tanh_grad_y(y):
+    return (1.0 - y) * (1.0 + y)
+
+
+# ---------------------------------------------------------------- relu family
+
+
+@scalar
+def relu(x):
+    if x > 0.0:
+        return x
+    if x <= 0.0:
+        return 0.0
+    return x
+
+
+@scalar
+def relu_grad(x):
+    if x > 0.0:
+        return 1.0
+    if x <= 0.0:
+        return 0.0
+    return x
+
+
+@scalar
+def relu_grad_y(y):
+    return relu_grad(y)
+
+
+@scalar
+def relu6(x):
+    if x >= 6.0:
+        return 6.0
+    return relu(x)
+
+
+@scalar
+def relu6_grad(x):
+    if x > 0.0 and x < 6.0:
+        return 1.0
+    return 0.0 if x == x else x
+
+
+@scalar
+def relu6_grad_y(y):
+    return relu6_grad(y)
+
+
+@scalar
+def leaky_relu(x, negative_slope):
+    if x > 0.0:
+        return x
+    return x * negative_slope
+
+
+@scalar
+def leaky_relu_grad(x, negative_slope):
+    if x > 0.0:
+        return 1.0
+    if x <= 0.0:
+        return negative_slope
+    return x
+
+
+@scalar
+def leaky_relu_grad_y(y, negative_slope):
+    return leaky_relu_grad(y, negative_slope)
+
+
+@scalar
+def hardtanh(x, min_val, max_val):
+    if x < min_val:
+        return min_val
+    if x > max_val:
+        return max_val
+    return x
+
+
+@scalar
+def hardtanh_grad(x, min_val, max_val):
+    if x > min_val and x < max_val:
+        return 1.0
+    return 0.0 if x == x else x
+
+
+@scalar
+def hardtanh_grad_y(y, min_val, max_val):
+    return hardtanh_grad(y, min_val, max_val)
+
+
+# ----------------------------------------------------------------- elu family
+
+
+@scalar
+def elu(x, alpha):
+    if x > 0.0:
+        return x
+    return alpha * expm1(x)
+
+
+@scalar
+def elu_grad(x, alpha):
+    if x > 0.0:
+        return 1.0
+    return alpha * exp(x)
+
+
+@scalar
+def elu_grad_y(y, alpha):
+    if y > 0.0:
+        return 1.0
+    return y + alpha  # alpha*exp(x) = y + alpha: one rounding for an exact y
+
+
+@scalar
+def selu(x):
+    if x > 0.0:
+        return SELU_SCALE * x
+    return SELU_SCALE_ALPHA * expm1(x)
+
+
+@scalar
+def selu_grad(x):
+    if x > 0.0:
+        return SELU_SCALE
+    return SELU_SCALE_ALPHA * exp(x)
+
+
+@scalar
+def selu_grad_y(y):
+    if y > 0.0:
+        return SELU_SCALE
+    if y <= -SELU_SCALE_ALPHA:
+        return 0.0 if y == y else y  # saturated: y no longer determines x
+    # y + scale*alpha with the constant as a double-double: y + hi is exact
+    # near saturation (Sterbenz) and lo then keeps the tiny gradient right
+    return (y + SELU_SCALE_ALPHA) + SELU_SCALE_ALPHA_LO
+
+
+@scalar
+def celu(x, alpha):
+    if x > 0.0:
+        return x
+    return alpha * expm1(x / alpha)
+
+
+@scalar
+def celu_grad(x, alpha):
+    if x > 0.0:
+        return 1.0
+    t = x / alpha
+    if t < -1.0 and t > -800.0 and abs(alpha) < 1e290:
+        # exp magnifies the rounding of x/alpha by |t|: add the exact remainder
+        r = (x - t * alpha - two_prod_err(t, alpha, t * alpha)) / alpha
+        return exp(t) * (1.0 + r)
+    return exp(t)
+
+
+@scalar
+def celu_grad_y(y, alpha):
+    if y > 0.0:
+        return 1.0
+    return (y + alpha) / alpha  # y + alpha is exact near y = -alpha (Sterbenz)
+
+
+# ----------------------------------------------------------- softplus family
+
+
+@scalar
+def softplus(x, beta):
+    z = beta * x
+    if abs(z) < 800.0 and abs(x) < 1e290 and abs(beta) < 1e290:
+        zl = two_prod_err(beta, x, z)  # exp(z) magnifies z's rounding by |z|
+    else:
+        zl = 0.0
+    # log1p(exp(z)) is monotone and cannot overflow up to z = 36, where
+    # x + log1p(exp(-z)) takes over (so the result never wobbles by an ulp);
+    # one exp and one log1p serve both sides (selects, so the loop vectorizes)
+    up = z > 36.0
+    w = exp(-z if up else z) * (1.0 - zl if up else 1.0 + zl)
+    lp = log1p(w) / beta
+    return x + lp if up else lp
+
+
+@scalar
+def softplus_grad(x, beta):
+    z = beta * x
+    if abs(z) < 800.0 and abs(x) < 1e290 and abs(beta) < 1e290:
+        zl = two_prod_err(beta, x, z)
+    else:
+        zl = 0.0
+    if z > 0.0:
+        return 1.0 / (1.0 + exp(-z) * (1.0 - zl))
+    e = exp(z) * (1.0 + zl)
+    return e / (1.0 + e)
+
+
+@scalar
+def softplus_grad_y(y, beta):
+    # exp(beta*y) = 1 + exp(beta*x)  =>  sigmoid(beta*x) = 1 - exp(-beta*y)
+    return -expm1(-beta * y)
+
+
+@scalar
+def log_sigmoid(x):
+    if x > -36.0:
+        return -log1p(exp(-x))  # monotone chain; exp(-x) <= e^36
+    return x - log1p(exp(x))
+
+
+@scalar
+def log_sigmoid_grad(x):
+    if x >= 0.0:
+        e = exp(-x)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + exp(x))
+
+
+# ------------------------------------------------------------------ softsign
+
+
+@scalar
+def softsign(x):
+    ax = abs(x)
+    # 1/(1 + 1/|x|): monotone roundings only (x/(1+|x|) wobbles by an ulp), and
+    # +-inf -> +-1 without inf/inf. Vectorized code also evaluates this for the
+    # lanes that return x below; "+ 1e-300" (a no-op for |x| >= 1e-17) keeps
+    # 1/|x| finite there. A max() clamp would not: LLVM drops it, knowing
+    # |x| >= 1e-17 on this path.
+    r = 1.0 / (1.0 + 1.0 / (ax + 1e-300))
+    if ax < 1e-17 or x != x:
+        return x  # x/(1+|x|) rounds to x for |x| < 2**-54; NaN stays NaN
+    return math.copysign(r, x)
+
+
+@scalar
+def softsign_grad(x):
+    r = 1.0 / (1.0 + abs(x))  # (1+|x|)^2 would overflow where the result is normal
+    return r * r
+
+
+# -------------------------------------------------------------- hard sigmoid
+
+
+@scalar
+def hardsigmoid(x):
+    if x <= -3.0:
+        return 0.0
+    if x >= 3.0:
+        return 1.0
+    return (x + 3.0) / 6.0  # x/6 + 1/2 would cancel near x = -3
+
+
+@scalar
+def hardsigmoid_grad(x):
+    if x > -3.0 and x < 3.0:
+        return ONE_SIXTH
+    return 0.0 if x == x else x
+
+
+@scalar
+def hardswish(x):
+    if x <= -3.0:
+        return 0.0
+    if x >= 3.0:
+        return x
+    return x * (x + 3.0) / 6.0
+
+
+@scalar
+def hardswish_grad(x):
+    if x <= -3.0:
+        return 0.0
+    if x >= 3.0:
+        return 1.0
+    return (2.0 * x + 3.0) / 6.0  # exact numerator near the root x = -1.5
+
+
+# ---------------------------------------------------------------------- silu
+
+
+@scalar
+def silu(x):
+    if x >= 0.0:
+        return x / (1.0 + exp(-x))
+    if x >= -700.0:
+        e = exp(x)
+        return x * e / (1.0 + e)
+    return mul_exp(x, x)  # 1+e == 1 here; also -inf -> -0 and NaN -> NaN
+
+
+@scalar
+def silu_grad(x):
+    # s * (1 + x*(1-s))
+    if near_root(x, SILU_ROOT):
+        d = root_d(x, SILU_ROOT)
+        return d * RP.silu_q(d)
+    if x >= 0.0:
+        e = exp(-x)
+        if e == 0.0:
+            return 1.0  # x*e would be inf*0 at +inf
+        return (1.0 + x * e / (1.0 + e)) / (1.0 + e)
+    if x >= -700.0:
+        e = exp(x)
+        return e * ((1.0 + x) + e) / ((1.0 + e) * (1.0 + e))
+    return mul_exp(1.0 + x, x)
+
+
+# ---------------------------------------------------------------------- mish
+
+
+@scalar
+def mish(x):
+    # tanh(softplus(x)) = n/(n+2), n = e*(e+2), e = exp(x); with e = exp(-x)
+    # for x >= 0 it is (1+2e)/(1+2e+2e^2): no overflow, no log/tanh calls
+    if x >= 0.0:
+        e = exp(-x)
+        return x * (1.0 + 2.0 * e) / (1.0 + 2.0 * e * (1.0 + e))
+    if x >= -700.0:
+        e = exp(x)
+        n = e * (e + 2.0)
+        return x * n / (n + 2.0)
+    return mul_exp(x, x)
+
+
+@scalar
+def mish_grad(x):
+    # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sp = softplus(x)
+    if near_root(x, MISH_ROOT):
+        d = root_d(x, MISH_ROOT)
+        return d * RP.mish_q(d)
+    if x >= 0.0:
+        e = exp(-x)
+        if e == 0.0:
+            return 1.0
+        q = 1.0 + 2.0 * e * (1.0 + e)
+        return (1.0 + 2.0 * e) / q + 4.0 * ((x * e) * e) * (1.0 + e) / (q * q)
+    if x >= -700.0:
+        e = exp(x)
+        d = e * (e + 2.0) + 2.0
+        # e*((e+2)d + 4x(1+e)) / d^2, the bracket expanded in powers of e so the
+        # exact 4(1+x) carries the cancellation instead of two rounded products
+        b = 4.0 * (1.0 + x) + e * ((6.0 + 4.0 * x) + e * (4.0 + e))
+        return e * b / (d * d)
+    return mul_exp(1.0 + x, x)
+
+
+# ---------------------------------------------------------------------- gelu
+# Both passes go through erfc of t = -x/sqrt(2) kept as a double-double
+# (vmath's erfc takes the low part into its exponent, where the rounding of
+# x/sqrt2 would be magnified by ~2 t^2 ulps): one vectorized erfc per
+# element, no series for the far tail. mul_erfc_dd multiplies before its one
+# rounding, so (x/2) erfc(t) stays accurate down to gelu's own subnormal
+# range although erfc(t) alone is subnormal from x = -37.5 on.
+
+INV_SQRT_2PI_LO = -2.49232720227773e-17  # 1/sqrt(2 pi) - INV_SQRT_2PI
+
+
+@scalar
+def _x_over_sqrt2(x):
+    """(t, t_lo): x/sqrt(2) as a double-double."""
+    t = x * INV_SQRT2_HI
+    tl = prod_err(x, INV_SQRT2_HI, t) + x * INV_SQRT2_LO
+    return t, tl
+
+
+@scalar
+def gelu(x):
+    # x * Phi(x) = (x/2) erfc(-x/sqrt2)
+    t, tl = _x_over_sqrt2(-x)
+    y = mul_erfc_dd(0.5 * x, t, tl)  # 2 * (x/2) = x for x > 8.5
+    if x >= -40.0:
+        return y
+    if x < -40.0:
+        return -0.0  # |x Phi(x)| < 2**-1075
+    return x
+
+
+@scalar
+def gelu_grad(x):
+    # Phi(x) + x * phi(x)
+    if near_root(x, GELU_ROOT):
+        d = root_d(x, GELU_ROOT)
+        return d * RP.gelu_q(d)
+    t, tl = _x_over_sqrt2(-x)
+    # x phi(x) = x/sqrt(2 pi) * exp(-x^2/2), x^2 and 1/sqrt(2 pi) as double-doubles
+    x2 = x * x
+    x2l = prod_err(x, x, x2)
+    p = x * INV_SQRT_2PI
+    pl = prod_err(x, INV_SQRT_2PI, p) + x * INV_SQRT_2PI_LO
+    g = mul_erfc_dd(0.5, t, tl) + mul_exp_dd(p, pl, -0.5 * x2, -0.5 * x2l)
+    if x > 40.0:
+        return 1.0
+    if x >= -40.0:
+        return g
+    if x < -40.0:
+        return -0.0  # |Phi(x) + x phi(x)| < 2**-1075
+    return x
+
+
+# ----------------------------------------------------------------- gelu tanh
+
+
+@scalar
+def _gelu_tanh_z(x):
+    """(z, z_lo): z = 2*sqrt(2/pi)*x*(1 + 0.044715 x^2) as a double-double.
+
+    Needed because sigmoid(z) magnifies an absolute error in z by |z|.
+    Valid for |x| <= 30 (the callers' range).
+    """
+    x2 = x * x
+    x2l = two_prod_err(x, x, x2)
+    a = GT_K_HI * x2
+    al = two_prod_err(GT_K_HI, x2, a) + GT_K_HI * x2l + GT_K_LO * x2
+    b = 1.0 + a
+    bl = two_sum_err(1.0, a, b) + al
+    m = x * b
+    ml = two_prod_err(x, b, m) + x * bl
+    z = GT_C2_HI * m
+    zl = two_prod_err(GT_C2_HI, m, z) + GT_C2_HI * ml + GT_C2_LO * m
+    return z, zl
+
+
+@scalar
+def gelu_tanh(x):
+    # 0.5*x*(1+tanh(u)) = x*sigmoid(2u), 2u = z
+    if x > 30.0:
+        return x
+    if x < -30.0:
+        return -0.0
+    if x != x:
+        return x
+    z, zl = _gelu_tanh_z(x)
+    if x >= 0.0:
+        return x / (1.0 + exp(-z) * (1.0 - zl))
+    e = exp(z)
+    return mul_exp(x * (1.0 + zl), z) / (1.0 + e)
+
+
+@scalar
+def gelu_tanh_grad(x):
+    # sigmoid(z) + x z' sigmoid(z) (1 - sigmoid(z)), z' = 2c(1 + 3k x^2)
+    if near_root(x, GELU_TANH_ROOT):
+        d = root_d(x, GELU_TANH_ROOT)
+        return d * RP.gelu_tanh_q(d)
+    if x > 30.0:
+        return 1.0
+    if x < -30.0:
+        return -0.0
+    if x != x:
+        return x
+    z, zl = _gelu_tanh_z(x)
+    dz = GT_C2_HI * (1.0 + 3.0 * GT_K_HI * x * x)
+    if x >= 0.0:
+        e = exp(-z) * (1.0 - zl)
+        return (1.0 + x * dz * e / (1.0 + e)) / (1.0 + e)
+    e = exp(z)
+    ope = 1.0 + e
+    return mul_exp((1.0 + zl) * (1.0 + x * dz / ope) / ope, z)

@@ -1,0 +1,210 @@
+"""Registry of scalar functions that compiled backends turn into Numba code.
+
+Formulas and math helpers are plain Python functions marked with ``@scalar``.
+Marking costs nothing at import time (``import fastact`` must not import
+Numba); a backend calls :func:`ensure_registered` before its first compile,
+which registers every marked function with ``numba.extending.register_jitable``
+so it can be called from any Numba target (CPU ufuncs today, CUDA kernels
+later) while staying callable from plain Python (the CUDA simulator, debugging).
+"""
+
+_PENDING = []
+_INLINE = set()
+_REASSOC = set()
+_HOOKS = []  # callables run once at registration (intrinsics, overloads)
+_TARGETS = []  # further targets registered (register_for_target)
+_REGISTERED = False
+
+
+def on_register(hook):
+    """Run ``hook()`` when the backends first register (it may import Numba)."""
+    _HOOKS.append(hook)
+    if _REGISTERED:
+        hook()
+    return hook
+
+
+def scalar(fn=None, *, inline=False, reassoc=False):
+    """Mark ``fn`` as a scalar function usable from compiled kernels.
+
+    ``inline=True`` inlines it at Numba's IR level into every caller: LLVM
+    does not inline across Numba's per-function libraries, and a call left in
+    a ufunc's element function keeps the loop from vectorizing.
+
+    ``reassoc=True`` compiles it with LLVM's ``reassoc`` fast-math flag only,
+    so that a plain floating-point reduction loop (a sum) can be vectorized.
+    Never for code that relies on the order of roundings (two-sums, Cody-Waite
+    reductions, compensated sums): the flag lets LLVM cancel them away.
+    """
+    if fn is None:
+        return lambda f: scalar(f, inline=inline, reassoc=reassoc)
+    _PENDING.append(fn)
+    if inline:
+        _INLINE.add(fn)
+    if reassoc:
+        _REASSOC.add(fn)
+    if _REGISTERED:  # a late definition (e.g. a user extension) after first compile
+        _register(fn)
+        for target in _TARGETS:
+            _register_plain(fn, target)
+    return fn
+
+
+def _register(fn):
+    # CPU options (IR inlining, reassoc) as a CPU-only overload: the CUDA
+    # target's inliner does not accept them, and a GPU backend registers its
+    # own plain overloads of the same functions (``register_for_target``)
+    from numba.extending import overload
+
+    opts = {"fastmath": {"reassoc"}} if fn in _REASSOC else {}
+    inline = "always" if fn in _INLINE else "never"
+    overload(fn, target="cpu", jit_options=opts, inline=inline, strict=False)(_returns(fn))
+
+
+def _returns(fn):
+    def ov(*args, **kwargs):
+        return fn
+
+    return ov
+
+
+def register_for_target(target, replaced=()):
+    """Register every marked function for ``target`` (e.g. "cuda"), plain
+    (no CPU-only options), except those in ``replaced``: the backend gives
+    those (its math primitives) its own overloads."""
+    ensure_registered()
+    if target in _TARGETS:
+        return
+    _TARGETS.append(target)
+    for fn in _PENDING:
+        if fn not in replaced:
+            _register_plain(fn, target)
+
+
+def _register_plain(fn, target):
+    from numba.extending import overload
+
+    overload(fn, target=target, strict=False)(_returns(fn))
+
+
+def bitcasts(bits):
+    """(to_float, to_int): bit casts between int``bits`` and float``bits``
+    scalars (32 or 64) for compiled code.
+
+    Plain Python versions use ``.view``; in compiled code they must be a
+    plain LLVM bitcast, because Numba lowers a scalar ``.view()`` through a
+    temporary array (~15 ns per element, and the loop no longer vectorizes).
+    The overloads are registered lazily with the formulas.
+    """
+    import numpy as np
+
+    itype = {32: np.int32, 64: np.int64}[bits]
+    ftype = {32: np.float32, 64: np.float64}[bits]
+
+    def to_float(i):
+        return itype(i).view(ftype)
+
+    def to_int(x):
+        return ftype(x).view(itype)
+
+    to_float.__name__ = f"bits_to_f{bits}"
+    to_int.__name__ = f"f{bits}_to_bits"
+
+    def register():
+        from llvmlite import ir
+        from numba.core import types
+        from numba.extending import intrinsic, overload
+
+        nb_i = getattr(types, f"int{bits}")
+        nb_f = getattr(types, f"float{bits}")
+        ir_f = ir.FloatType() if bits == 32 else ir.DoubleType()
+
+        @intrinsic
+        def _i2f(typingctx, i):
+            def codegen(context, builder, sig, args):
+                return builder.bitcast(args[0], ir_f)
+
+            return nb_f(nb_i), codegen
+
+        @intrinsic
+        def _f2i(typingctx, x):
+            def codegen(context, builder, sig, args):
+                return builder.bitcast(args[0], ir.IntType(bits))
+
+            return nb_i(nb_f), codegen
+
+        @overload(to_float, inline="always")
+        def _ov_to_float(i):
+            return lambda i: _i2f(itype(i))
+
+        @overload(to_int, inline="always")
+        def _ov_to_int(x):
+            return lambda x: _f2i(ftype(x))
+
+    on_register(register)
+    return to_float, to_int
+
+
+# Numba compiles every function into its own LLVM module and LLVM's default
+# inline threshold (~225) leaves a formula's calls to the math layer as calls,
+# so the ufunc loop around it cannot vectorize (measured: a kernel with two
+# exp calls runs at 23 ns/element scalar, 3 ns/element vectorized once
+# inlined). This LLVM option is process-wide: it also applies to other Numba
+# code compiled in the same process (more inlining, larger functions).
+LLVM_INLINE_THRESHOLD = 5000
+
+
+def _raise_inline_threshold():
+    from llvmlite import binding as llvm
+
+    llvm.set_option("", f"-inline-threshold={LLVM_INLINE_THRESHOLD}")
+
+
+def ensure_registered():
+    """Register all marked functions with Numba (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _raise_inline_threshold()
+    for hook in _HOOKS:
+        hook()
+    for fn in _PENDING:
+        _register(fn)
+    _REGISTERED = True
+
+
+# ------------------------------------------------------------ kernel tables
+# Every backend keeps its compiled kernels in a KernelTable. Builds share one
+# lock: Numba's compiler is not re-entrant across targets, and two threads
+# asking for the same kernel must get one object.
+
+import threading  # noqa: E402
+
+COMPILE_LOCK = threading.RLock()
+
+
+class KernelTable:
+    """Compiled kernels by key, each built once under ``COMPILE_LOCK``
+    (after the scalar functions are registered with Numba)."""
+
+    def __init__(self):
+        self._built = {}
+
+    def get(self, key, build):
+        """``self[key]``, calling ``build()`` the first time."""
+        obj = self._built.get(key)
+        if obj is None:
+            with COMPILE_LOCK:
+                obj = self._built.get(key)
+                if obj is None:
+                    ensure_registered()
+                    obj = self._built[key] = build()
+        return obj
+
+    def replace(self, key, obj):
+        """Swap a built object (under the lock; e.g. a rebuilt DUFunc)."""
+        with COMPILE_LOCK:
+            self._built[key] = obj
+
+    def __contains__(self, key):
+        return key in self._built

@@ -1,0 +1,48 @@
+"""Generated files are in sync with the catalog."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from fastact.catalog import ENTRIES
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _check(module):
+    r = subprocess.run([sys.executable, "-m", f"fastact.devtools.{module}", "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_readme_table_is_current():
+    _check("gen_readme")
+
+
+def test_rootpolys_are_current():
+    pytest.importorskip("mpmath")
+    _check("gen_rootpolys")
+
+
+def test_vmath_coefficients_are_current():
+    pytest.importorskip("mpmath")
+    _check("gen_vmath")
+
+
+def test_every_entry_with_a_root_has_a_polynomial():
+    from fastact.scalar.generated.rootpolys import ROOTS
+
+    assert {e.name for e in ENTRIES if e.grad_root is not None} == set(ROOTS)
+
+
+def test_readme_first_screen_has_the_two_commands():
+    head = "\n".join((ROOT / "README.md").read_text().splitlines()[:25])
+    assert 'pip install -e ".[test]" && python -m fastact bench' in head
+    assert 'pip install -e ".[test]" && pytest' in head
+
+
+def test_accuracy_doc_lists_every_entry():
+    text = (ROOT / "docs" / "accuracy.md").read_text()
+    for e in ENTRIES:
+        assert f"| {e.name} |" in text

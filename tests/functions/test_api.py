@@ -1,0 +1,870 @@
+"""The public API of fastact, generated from the catalog.
+
+Every test that can iterates ``fastact.catalog.ENTRIES`` / ``fastact.ACTIVATIONS``
+so that a new catalog entry is covered without editing this file.
+"""
+
+from __future__ import annotations
+
+import doctest
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import fastact
+
+from fastact.catalog import CATALOG, ENTRIES
+
+NAMES = [e.name for e in ENTRIES]
+Y_NAMES = [e.name for e in ENTRIES if e.grad_y is not None]
+PARAM_NAMES = [e.name for e in ENTRIES if e.params]
+FLOATS = (np.float32, np.float64)
+
+# finite sample inputs touching the branches of the formulas (kinks, the
+# derivative roots, saturation); rounded to float32 so that they are the same
+# values in float32 and in float64
+XS = np.array(
+    [-800.0, -100.0, -60.0, -30.0, -8.5, -3.0, -2.2, -1.5, -1.2785, -1.0, -0.75, -0.5,
+     -1e-3, -1e-30, 0.0, 1e-30, 1e-3, 0.3, 0.5, 1.0, 2.5, 3.0, 5.0, 6.0, 7.5, 20.0,
+     30.0, 45.0, 100.0, 800.0]
+).astype(np.float32).astype(np.float64)
+
+
+def fn(name):
+    return fastact.ACTIVATIONS[name]
+
+
+def param_sets(entry):
+    """Default parameters, plus the catalog's non-default test values."""
+    sets = [entry.defaults]
+    if entry.params:
+        sets.append(tuple(p.test_value for p in entry.params))
+    return sets
+
+
+def kwargs(entry, vals):
+    return dict(zip(entry.param_names, vals))
+
+
+def cases(names=NAMES):
+    """(name, params-kwargs) pairs for pytest.mark.parametrize."""
+    out = []
+    for name in names:
+        e = CATALOG[name]
+        for i, vals in enumerate(param_sets(e)):
+            out.append(pytest.param(name, kwargs(e, vals), id=f"{name}-{'default' if i == 0 else 'test'}"))
+    return out
+
+
+def y_ok(entry, vals):
+    """backward_from_output exists and accepts these parameter values."""
+    return entry.grad_y is not None and not (entry.check_y and entry.check_y(*vals))
+
+
+def _ordered(a):
+    it = {4: np.int32, 8: np.int64, 2: np.int16}[a.dtype.itemsize]
+    i = a.view(it)
+    mag = i & np.array(np.iinfo(it).max, dtype=it)
+    return np.where(i < 0, -mag, mag)
+
+
+def max_ulp_distance(a, b):
+    """Largest distance in units in the last place (same dtype; +0 == -0)."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(np.broadcast_to(np.asarray(b, dtype=a.dtype), a.shape))
+    assert np.array_equal(np.isnan(a), np.isnan(b)), (a, b)
+    keep = ~np.isnan(a)
+    ia = _ordered(a[keep]).tolist()
+    ib = _ordered(b[keep]).tolist()
+    return max((abs(int(u) - int(v)) for u, v in zip(ia, ib)), default=0)
+
+
+def assert_same(got, expected):
+    """Equal values (NaN == NaN, 0.0 == -0.0), same dtype and same shape."""
+    got = np.asarray(got)
+    expected = np.asarray(expected)
+    assert got.dtype == expected.dtype, (got.dtype, expected.dtype)
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    np.testing.assert_array_equal(got, expected)
+
+
+# ----------------------------------------------------------------- namespace
+
+
+def test_activations_match_catalog():
+    assert list(fastact.ACTIVATIONS) == NAMES
+    for name, f in fastact.ACTIVATIONS.items():
+        assert isinstance(f, fastact.ActivationFunction)
+        assert getattr(fastact, name) is f
+        assert f.__name__ == name
+        assert name in fastact.__all__
+        assert f.catalog_entry is CATALOG[name]
+        assert f.params == {p.name: p.default for p in CATALOG[name].params}
+        assert name in repr(f)
+
+
+def test_aliases():
+    assert fastact.ALIASES == {"swish": "silu"}
+    assert fastact.swish is fastact.silu
+    for alias, target in fastact.ALIASES.items():
+        assert getattr(fastact, alias) is fastact.ACTIVATIONS[target]
+        assert alias in fastact.__all__
+        assert alias in CATALOG[target].aliases
+
+
+def test_backward_from_output_entries():
+    expected = {"sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "celu", "selu",
+                "softplus", "hardtanh", "identity"}
+    assert set(Y_NAMES) == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_from_output_exists_iff_grad_y(name):
+    f = fn(name)
+    has = CATALOG[name].grad_y is not None
+    assert hasattr(f, "backward_from_output") is has
+    assert callable(f.backward)
+    if has:
+        assert callable(f.backward_from_output)
+    else:
+        with pytest.raises(AttributeError):
+            f.backward_from_output  # noqa: B018
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pickle_roundtrip_is_identity(name):
+    f = fn(name)
+    assert pickle.loads(pickle.dumps(f)) is f
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(f, protocol=proto)) is f
+
+
+def test_pickle_sigmoid_and_alias():
+    assert pickle.loads(pickle.dumps(fastact.sigmoid)) is fastact.sigmoid
+    assert pickle.loads(pickle.dumps(fastact.swish)) is fastact.silu
+
+
+# -------------------------------------------------------------------- ufuncs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ufunc_objects(name):
+    f, e = fn(name), CATALOG[name]
+    n = len(e.params)
+    x = XS
+    g = np.linspace(-2.0, 2.0, len(x))
+    kinds = [("ufunc", 1, lambda *a, **k: f(*a, **k)), ("backward_ufunc", 2, f.backward)]
+    if e.grad_y is not None:
+        kinds.append(("backward_from_output_ufunc", 2, f.backward_from_output))
+    for attr, nin, public in kinds:
+        uf = getattr(f, attr)
+        assert isinstance(uf, np.ufunc), attr
+        assert uf.nin == nin + n, attr
+        assert uf.nout == 1
+        for vals in param_sets(e):
+            for dt in FLOATS:
+                kw = kwargs(e, vals)
+                if nin == 1:
+                    args = (x.astype(dt),)
+                elif attr == "backward_ufunc":
+                    args = (g.astype(dt), x.astype(dt))
+                else:  # from the output: y = f(x)
+                    args = (g.astype(dt), f(x.astype(dt), **kw))
+                # raw ufuncs may raise FP flags from lanes a vectorized select
+                # discards (documented); the public call silences them
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    raw = uf(*args, *vals)
+                assert_same(raw, public(*args, **kw))
+
+
+def test_elu_ufunc_param_broadcasts():
+    x = np.linspace(-3.0, 2.0, 11)
+    r = fastact.elu.ufunc(x, np.array([[0.5], [2.0]]))
+    assert r.shape == (2, 11)
+    assert_same(r[0], fastact.elu(x, alpha=0.5))
+    assert_same(r[1], fastact.elu(x, alpha=2.0))
+
+
+@pytest.mark.parametrize("name", PARAM_NAMES)
+def test_ufunc_params_broadcast(name):
+    """Each parameter is a ufunc input: a column of values gives one row per value."""
+    f, e = fn(name), CATALOG[name]
+    x = XS
+    g = np.linspace(-2.0, 2.0, len(x))
+    for i, p in enumerate(e.params):
+        column = np.array([[p.default], [p.test_value]])
+        for dt in FLOATS:
+            pvals = [column.astype(dt) if j == i else q.default for j, q in enumerate(e.params)]
+            with np.errstate(over="ignore", invalid="ignore"):  # raw ufuncs: see above
+                fwd = f.ufunc(x.astype(dt), *pvals)
+                bwd = f.backward_ufunc(g.astype(dt), x.astype(dt), *pvals)
+            assert fwd.shape == bwd.shape == (2, len(x))
+            for row, v in enumerate((p.default, p.test_value)):
+                kw = {p.name: v}
+                assert_same(fwd[row], f(x.astype(dt), **kw))
+                assert_same(bwd[row], f.backward(g.astype(dt), x.astype(dt), **kw))
+                vals = [v if j == i else q.default for j, q in enumerate(e.params)]
+                if y_ok(e, vals):
+                    y = f(x.astype(dt), **kw)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        by = f.backward_from_output_ufunc(g.astype(dt), y, *pvals)[row]
+                    assert_same(by, f.backward_from_output(g.astype(dt), y, **kw))
+
+
+# ---------------------------------------------------------------------- gelu
+
+
+def test_gelu_approximate():
+    x = XS
+    g = np.linspace(-2.0, 2.0, len(x))
+    for dt in FLOATS:
+        xd, gd = x.astype(dt), g.astype(dt)
+        assert_same(fastact.gelu(xd, approximate="tanh"), fastact.gelu_tanh(xd))
+        assert_same(fastact.gelu.backward(gd, xd, approximate="tanh"), fastact.gelu_tanh.backward(gd, xd))
+        assert_same(fastact.gelu(xd, approximate="none"), fastact.gelu(xd))
+        assert_same(fastact.gelu.backward(gd, xd, approximate="none"), fastact.gelu.backward(gd, xd))
+    # the two formulas differ (otherwise the checks above prove nothing)
+    assert not np.array_equal(fastact.gelu(x), fastact.gelu_tanh(x))
+    out = np.zeros_like(x)
+    r = fastact.gelu(x, approximate="tanh", out=out)
+    assert r is out
+    assert_same(out, fastact.gelu_tanh(x))
+
+
+@pytest.mark.parametrize("bad", ["sigmoid", "Tanh", "", "erf", "exact", None, 1])
+def test_gelu_approximate_invalid(bad):
+    x = np.array([0.5, -1.0])
+    with pytest.raises(ValueError, match="approximate"):
+        fastact.gelu(x, approximate=bad)
+    with pytest.raises(ValueError, match="approximate"):
+        fastact.gelu.backward(np.ones(2), x, approximate=bad)
+
+
+# -------------------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_float_dtypes_preserved(name, dt):
+    f, e = fn(name), CATALOG[name]
+    x = XS.astype(dt)
+    g = np.linspace(-2.0, 2.0, len(x)).astype(dt)
+    y = f(x)
+    assert y.dtype == dt and y.shape == x.shape
+    assert f.backward(g, x).dtype == dt
+    if e.grad_y is not None:
+        assert f.backward_from_output(g, y).dtype == dt
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float16_computed_in_float32(name):
+    f, e = fn(name), CATALOG[name]
+    x = np.array([-60.0, -8.0, -3.0, -1.5, -1.0, -0.25, 0.0, 0.1, 1.0, 2.0, 3.0, 6.0, 11.0, 100.0],
+                 dtype=np.float16)
+    g = np.linspace(-3.0, 3.0, len(x)).astype(np.float16)
+    x32, g32 = x.astype(np.float32), g.astype(np.float32)
+    with np.errstate(over="ignore"):
+        y = f(x)
+        assert_same(y, f(x32).astype(np.float16))
+        assert_same(f.backward(g, x), f.backward(g32, x32).astype(np.float16))
+        # float16 grad with a float32 x is a float32 computation
+        assert_same(f.backward(g, x32), f.backward(g32, x32))
+        if e.grad_y is not None:
+            assert_same(f.backward_from_output(g, y),
+                        f.backward_from_output(g32, y.astype(np.float32)).astype(np.float16))
+
+
+INT_DTYPES = [np.int8, np.int32, np.int64, np.uint8, np.bool_]
+
+
+@pytest.mark.parametrize("idt", INT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_integer_and_bool_inputs_compute_in_float64(idt):
+    if idt is np.bool_:
+        x = np.array([False, True, True, False])
+        g = np.array([True, True, False, True])
+    elif idt is np.uint8:
+        x = np.array([0, 1, 2, 3, 6, 7, 255], dtype=idt)
+        g = np.array([1, 2, 3, 0, 1, 5, 1], dtype=idt)
+    else:
+        x = np.array([-100, -3, -1, 0, 1, 3, 6, 7, 100], dtype=idt)
+        g = np.array([1, -2, 3, 0, 1, 5, 1, 2, -1], dtype=idt)
+    bad = []
+    for name in NAMES:
+        f, e = fn(name), CATALOG[name]
+        y = f(x)
+        got = [("forward", y, f(x.astype(np.float64))),
+               ("backward", f.backward(g, x), f.backward(g.astype(np.float64), x.astype(np.float64)))]
+        if e.grad_y is not None:
+            got.append(("backward_from_output", f.backward_from_output(g, x),
+                        f.backward_from_output(g.astype(np.float64), x.astype(np.float64))))
+        for kind, r, expected in got:
+            if r.dtype != np.float64:
+                bad.append(f"{name}.{kind}: dtype {r.dtype}")
+            elif not np.array_equal(r, expected):
+                bad.append(f"{name}.{kind}: values differ from the float64 computation")
+    assert not bad, f"{np.dtype(idt).name} input: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mixed_float32_grad_float64_x(name):
+    f, e = fn(name), CATALOG[name]
+    x = XS
+    g32 = np.linspace(-2.0, 2.0, len(x)).astype(np.float32)
+    r = f.backward(g32, x)
+    assert r.dtype == np.float64
+    assert_same(r, f.backward(g32.astype(np.float64), x))
+    r = f.backward(g32.astype(np.float64), x.astype(np.float32))
+    assert_same(r, f.backward(g32.astype(np.float64), x))
+    if e.grad_y is not None:
+        y = f(x)
+        assert_same(f.backward_from_output(g32, y), f.backward_from_output(g32.astype(np.float64), y))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_python_scalars_and_lists(name):
+    f = fn(name)
+    ref = f(np.array([-2.0, 0.5, 3.0]))
+    # lists and nested lists: np.asarray semantics
+    assert_same(f([-2.0, 0.5, 3.0]), ref)
+    assert_same(f([[-2.0, 0.5, 3.0]]), ref[None])
+    assert_same(f([-2, 0, 3]), f(np.array([-2.0, 0.0, 3.0])))
+    assert_same(f.backward([1.0, 2.0, -1.0], [-2.0, 0.5, 3.0]),
+                f.backward(np.array([1.0, 2.0, -1.0]), np.array([-2.0, 0.5, 3.0])))
+    # scalars in, NumPy scalars out (like np.exp)
+    for v, dt in [(0.5, np.float64), (np.float64(0.5), np.float64), (np.array(0.5), np.float64),
+                  (np.float32(0.5), np.float32), (np.array(0.5, dtype=np.float32), np.float32),
+                  (3, np.float64)]:
+        r = f(v)
+        assert type(r) is dt, (v, type(r))
+        assert r == f(np.array([v], dtype=dt))[0]
+        b = f.backward(1.0 if dt is np.float64 else np.float32(1.0), v)
+        assert type(b) is dt, (v, type(b))
+        assert b == f.backward(np.ones(1, dtype=dt), np.array([v], dtype=dt))[0]
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "relu", "elu"])
+def test_float16_scalar_returns_numpy_scalar(name):
+    f = fn(name)
+    for v in (np.float16(0.5), np.array(0.5, dtype=np.float16)):
+        r = f(v)
+        assert type(r) is np.float16, type(r)
+        assert r == f(np.array([0.5], dtype=np.float16))[0]
+        b = f.backward(np.float16(1.0), v)
+        assert type(b) is np.float16, type(b)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "leaky_relu"])
+def test_scalar_with_where_returns_numpy_scalar(name):
+    """np.sin(np.array(0.5), where=np.array(True)) is a NumPy scalar: so is this."""
+    f = fn(name)
+    for v in (0.5, np.array(0.5), np.float32(0.5)):
+        r = f(v, where=np.array(True))
+        assert np.ndim(r) == 0
+        assert type(r) is type(f(v)), type(r)
+        assert r == f(v)
+        b = f.backward(1.0, v, where=True)
+        assert type(b) is type(f.backward(1.0, v)), type(b)
+
+
+# ---------------------------------------------------------------- bad input
+
+BAD_INPUTS = [
+    pytest.param(np.array([1.0 + 2.0j, 0.5]), id="complex-array"),
+    pytest.param([1.0 + 2.0j], id="complex-list"),
+    pytest.param(1j, id="complex-scalar"),
+    pytest.param(np.array([1.0, "a"], dtype=object), id="object-array"),
+    pytest.param(np.array([1.0, 2.0], dtype=object), id="object-floats"),
+    pytest.param(np.array(["1.0", "2.0"]), id="str-array"),
+    pytest.param("1.0", id="str"),
+    pytest.param(b"1.0", id="bytes"),
+    pytest.param(None, id="None"),
+    pytest.param(np.array(["2020-01-01"], dtype="datetime64[D]"), id="datetime"),
+]
+if np.dtype(np.longdouble) != np.dtype(np.float64):
+    BAD_INPUTS.append(pytest.param(np.array([0.5, 1.0], dtype=np.longdouble), id="longdouble"))
+    BAD_INPUTS.append(pytest.param(np.longdouble(0.5), id="longdouble-scalar"))
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS)
+def test_bad_input_type_error(bad):
+    ok = np.array([0.5, 1.0])
+    for name in NAMES:
+        f = fn(name)
+        calls = [lambda: f(bad), lambda: f.backward(bad, ok), lambda: f.backward(ok, bad)]
+        if CATALOG[name].grad_y is not None:
+            calls += [lambda: f.backward_from_output(bad, ok), lambda: f.backward_from_output(ok, bad)]
+        for call in calls:
+            with pytest.raises(TypeError) as info:
+                call()
+            msg = str(info.value)
+            assert name in msg and "float32" in msg, msg
+
+
+def test_longdouble_rejected_if_distinct():
+    if np.dtype(np.longdouble) == np.dtype(np.float64):
+        pytest.skip("np.longdouble is float64 on this platform")
+    with pytest.raises(TypeError, match="sigmoid.*float32"):
+        fastact.sigmoid(np.ones(3, dtype=np.longdouble))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_shapes_must_broadcast(name):
+    f = fn(name)
+    with pytest.raises(ValueError, match="broadcast"):
+        f.backward(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="broadcast"):
+        f.backward(np.ones((2, 3)), np.ones((3, 2)))
+    if CATALOG[name].grad_y is not None:
+        with pytest.raises(ValueError, match="broadcast"):
+            f.backward_from_output(np.ones(3), np.ones(4))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_read_only_out(name):
+    f = fn(name)
+    x = np.linspace(-2.0, 2.0, 5)
+    out = np.zeros(5)
+    out.flags.writeable = False
+    with pytest.raises(ValueError):
+        f(x, out=out)
+    with pytest.raises(ValueError):
+        f.backward(np.ones(5), x, out=out)
+    with pytest.raises(ValueError):
+        f(x, out=out, where=x > 0)
+    assert not out.any()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_keyword(name):
+    f = fn(name)
+    x = np.array([0.5, -1.0])
+    for call in (lambda **k: f(x, **k), lambda **k: f.backward(np.ones(2), x, **k)):
+        with pytest.raises(TypeError):
+            call(not_a_parameter=1.0)
+        with pytest.raises(TypeError):
+            call(axis=0)
+    if CATALOG[name].grad_y is not None:
+        with pytest.raises(TypeError):
+            f.backward_from_output(np.ones(2), x, not_a_parameter=1.0)
+    with pytest.raises(TypeError):  # parameters are keyword-only
+        f(x, *(CATALOG[name].defaults or (1.0,)))
+
+
+@pytest.mark.parametrize("name", PARAM_NAMES)
+@pytest.mark.parametrize("bad", ["1.0", b"1", None, [1.0, 2.0], np.array([1.0, 2.0])],
+                         ids=["str", "bytes", "None", "list", "array"])
+def test_non_numeric_param(name, bad):
+    f, e = fn(name), CATALOG[name]
+    x = np.array([0.5, -1.0])
+    for p in e.params:
+        with pytest.raises(TypeError, match=p.name):
+            f(x, **{p.name: bad})
+        with pytest.raises(TypeError, match=p.name):
+            f.backward(np.ones(2), x, **{p.name: bad})
+
+
+@pytest.mark.parametrize("name", PARAM_NAMES)
+def test_numeric_param_types_accepted(name):
+    f, e = fn(name), CATALOG[name]
+    x = XS
+    for p in e.params:
+        ref = f(x, **{p.name: p.test_value})
+        assert_same(f(x, **{p.name: np.float64(p.test_value)}), ref)
+        assert_same(f(x, **{p.name: np.array(p.test_value)}), ref)
+
+
+def test_invalid_param_values():
+    x = np.array([-1.0, 0.5])
+    g = np.ones(2)
+    for call in (lambda **k: fastact.celu(x, **k), lambda **k: fastact.celu.backward(g, x, **k),
+                 lambda **k: fastact.celu.backward_from_output(g, x, **k)):
+        with pytest.raises(ValueError, match="alpha"):
+            call(alpha=0.0)
+    for beta in (0.0, -1.0, -0.0):
+        with pytest.raises(ValueError, match="beta"):
+            fastact.softplus(x, beta=beta)
+        with pytest.raises(ValueError, match="beta"):
+            fastact.softplus.backward(g, x, beta=beta)
+        with pytest.raises(ValueError, match="beta"):
+            fastact.softplus.backward_from_output(g, x, beta=beta)
+    with pytest.raises(ValueError, match="min_val"):
+        fastact.hardtanh(x, min_val=1.0, max_val=-1.0)
+    with pytest.raises(ValueError, match="min_val"):
+        fastact.hardtanh.backward(g, x, min_val=0.5, max_val=0.25)
+    with pytest.raises(ValueError, match="min_val"):
+        fastact.hardtanh.backward_from_output(g, x, min_val=0.5, max_val=0.25)
+    with pytest.raises(ValueError, match="negative_slope"):
+        fastact.leaky_relu.backward_from_output(g, x, negative_slope=-0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        fastact.elu.backward_from_output(g, x, alpha=-0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        fastact.celu.backward_from_output(g, x, alpha=-0.5)
+    # the same values are fine where they are well defined
+    np.testing.assert_array_equal(fastact.hardtanh(x, min_val=0.25, max_val=0.25), [0.25, 0.25])
+    np.testing.assert_array_equal(fastact.leaky_relu(x, negative_slope=-0.1), [0.1, 0.5])
+    np.testing.assert_array_equal(fastact.leaky_relu.backward(g, x, negative_slope=-0.1), [-0.1, 1.0])
+    assert np.all(np.isfinite(fastact.elu.backward(g, x, alpha=-0.5)))
+    assert np.all(np.isfinite(fastact.celu(x, alpha=-0.5)))
+
+
+# ----------------------------------------------------------------- out/where
+
+
+def _calls(name, dt=np.float64):
+    """(label, args, public method) for every kind of ``name``."""
+    f, e = fn(name), CATALOG[name]
+    x = XS.astype(dt)
+    g = np.linspace(-2.0, 2.0, len(x)).astype(dt)
+    out = [("forward", (x,), f), ("backward", (g, x), f.backward)]
+    if e.grad_y is not None:
+        out.append(("backward_from_output", (g, f(x)), f.backward_from_output))
+    return out
+
+
+@pytest.mark.parametrize("dt", [np.float16, np.float32, np.float64], ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_out_argument(name, dt):
+    for label, args, call in _calls(name, dt):
+        with np.errstate(over="ignore"):
+            ref = call(*args)
+            out = np.full_like(ref, 7.0)
+            r = call(*args, out=out)
+        assert r is out, label
+        assert_same(out, ref)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_out_aliases_input(name):
+    for label, args, call in _calls(name):
+        ref = call(*args)
+        for i in range(len(args)):  # out is x, or out is grad
+            a = [np.array(v, copy=True) for v in args]
+            r = call(*a, out=a[i])
+            assert r is a[i], label
+            assert_same(a[i], ref)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_out_float32_from_float64(name):
+    for label, args, call in _calls(name):
+        ref = call(*args)
+        out = np.zeros(ref.shape, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            r = call(*args, out=out)
+            expected = ref.astype(np.float32)
+        assert r is out, label
+        assert_same(out, expected)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_where_keeps_out(name):
+    for label, args, call in _calls(name):
+        ref = call(*args)
+        mask = np.arange(len(ref)) % 3 != 1
+        out = np.full_like(ref, -123.25)
+        r = call(*args, out=out, where=mask)
+        assert r is out, label
+        assert_same(out[mask], ref[mask])
+        assert np.all(out[~mask] == -123.25), label
+        # a where that broadcasts against 2-D inputs
+        args2 = tuple(np.stack([a, a[::-1]]) for a in args)
+        ref2 = call(*args2)
+        out2 = np.full_like(ref2, 5.5)
+        r2 = call(*args2, out=out2, where=mask)
+        assert r2 is out2
+        assert_same(out2[:, mask], ref2[:, mask])
+        assert np.all(out2[:, ~mask] == 5.5)
+        # where without out: the selected positions are computed
+        r3 = call(*args, where=mask)
+        assert r3.shape == ref.shape and r3.dtype == ref.dtype
+        assert_same(r3[mask], ref[mask])
+        # where=True/all-True is the plain call
+        assert_same(call(*args, where=np.ones(len(ref), bool)), ref)
+
+
+def test_where_float16_out():
+    x = np.linspace(-4, 4, 9).astype(np.float16)
+    out = np.full_like(x, 9.0)
+    mask = x > 0
+    r = fastact.sigmoid(x, out=out, where=mask)
+    assert r is out
+    assert_same(out[mask], fastact.sigmoid(x)[mask])
+    assert np.all(out[~mask] == 9.0)
+
+
+# -------------------------------------------------------------------- layouts
+
+
+def _layouts(base2d):
+    """(label, array) views of ``base2d`` (shape (6, 9)) in awkward memory layouts."""
+    flat = base2d.ravel()
+    return [
+        ("strided", flat[::3]),
+        ("negative", flat[::-1]),
+        ("negative-strided", flat[-2::-4]),
+        ("fortran", np.asfortranarray(base2d)),
+        ("transpose", base2d.T),
+        ("column-slice", base2d[:, ::2]),
+        ("row-slice-T", base2d[1::2].T),
+        ("3d-swapped", base2d.reshape(3, 2, 9).swapaxes(0, 2)),
+        ("empty", flat[:0]),
+        ("empty-2d", np.empty((3, 0), dtype=base2d.dtype)),
+        ("empty-2d-T", np.empty((0, 4), dtype=base2d.dtype).T),
+        ("0-d", np.array(base2d[1, 2])),
+        ("broadcast", np.broadcast_to(flat[:9], (4, 9))),
+    ]
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_layouts(name, dt):
+    f, e = fn(name), CATALOG[name]
+    base = np.linspace(-7.0, 7.0, 54).reshape(6, 9).astype(dt)
+    gbase = np.cos(np.arange(54.0)).reshape(6, 9).astype(dt)
+    for (label, x), (_, g) in zip(_layouts(base), _layouts(gbase)):
+        xc, gc = np.array(x, order="C"), np.array(g, order="C")
+        y = f(x)
+        assert_same(y, f(xc))
+        assert np.shape(y) == x.shape, label
+        assert_same(f.backward(g, x), f.backward(gc, xc))
+        assert_same(f.backward(gc, x), f.backward(gc, xc))
+        assert_same(f.backward(g, xc), f.backward(gc, xc))
+        if e.grad_y is not None:
+            assert_same(f.backward_from_output(g, x), f.backward_from_output(gc, xc))
+        # out in a non-contiguous layout too
+        if x.ndim:
+            out = np.zeros(x.shape[::-1], dtype=dt).T
+            r = f(x, out=out)
+            assert r is out
+            assert_same(out, f(xc))
+
+
+# ------------------------------------------------------------- backward rules
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
+@pytest.mark.parametrize("name, kw", cases())
+def test_backward_is_grad_times_derivative(name, kw, dt):
+    f, e = fn(name), CATALOG[name]
+    x = XS.astype(dt)
+    rng = np.random.default_rng(0)
+    g = (rng.standard_normal(len(x)) * 10.0 ** rng.integers(-3, 4, len(x))).astype(dt)
+    d = f.backward(np.ones_like(x), x, **kw)
+    # where f'(x) itself is subnormal it has lost relative precision, and
+    # g * f' rounded twice can be far from g * f' rounded once
+    keep = (np.abs(d) >= np.finfo(dt).tiny) | (d == 0)
+    assert keep.sum() > len(x) // 2
+    x, g, d = x[keep], g[keep], d[keep]
+    assert max_ulp_distance(f.backward(g, x, **kw), g * d) <= 1
+    if y_ok(e, list(kw.values())):
+        y = f(x, **kw)
+        dy = f.backward_from_output(np.ones_like(y), y, **kw)
+        keep = (np.abs(dy) >= np.finfo(dt).tiny) | (dy == 0)
+        assert max_ulp_distance(f.backward_from_output(g[keep], y[keep], **kw), g[keep] * dy[keep]) <= 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_broadcasts_grad(name):
+    f, e = fn(name), CATALOG[name]
+    x = np.linspace(-5.0, 5.0, 24).reshape(4, 6)
+    g = np.array([1.0, -2.0, 0.5, 3.0, 0.0, -1.0])
+    r = f.backward(g, x)
+    assert r.shape == (4, 6)
+    assert_same(r, f.backward(np.broadcast_to(g, x.shape).copy(), x))
+    # and the other way round: one x row against many grads
+    r = f.backward(x, g)
+    assert_same(r, f.backward(x, np.broadcast_to(g, x.shape).copy()))
+    # scalar grad
+    assert_same(f.backward(2.0, x), f.backward(np.full(x.shape, 2.0), x))
+    if e.grad_y is not None:
+        y = f(x)
+        assert_same(f.backward_from_output(g, y), f.backward_from_output(np.broadcast_to(g, x.shape).copy(), y))
+
+
+# ------------------------------------------------------------- special values
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
+@pytest.mark.parametrize("name, kw", cases())
+def test_nan_propagates_without_warnings(name, kw, dt):
+    f, e = fn(name), CATALOG[name]
+    nan = np.array([np.nan, -np.nan, np.nan], dtype=dt)
+    x = np.array([np.nan, 1.0, -1.0], dtype=dt)
+    g = np.array([1.0, np.nan, np.nan], dtype=dt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.all(np.isnan(f(nan, **kw)))
+        assert np.isnan(f(dt(np.nan), **kw))
+        assert np.all(np.isnan(f.backward(np.ones_like(nan), nan, **kw)))
+        assert np.all(np.isnan(f.backward(g, x, **kw)))
+        # NaN grad where the derivative is 0 (saturated) is still NaN
+        far = np.array([-1e4, 1e4, 0.0], dtype=dt)
+        assert np.all(np.isnan(f.backward(np.full(3, np.nan, dtype=dt), far, **kw)))
+        assert np.all(np.isnan(f(nan, out=np.zeros_like(nan), where=np.ones(3, bool), **kw)))
+        if y_ok(e, list(kw.values())):
+            assert np.all(np.isnan(f.backward_from_output(np.ones_like(nan), nan, **kw)))
+            assert np.all(np.isnan(f.backward_from_output(g, x, **kw)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_spurious_overflow_warnings(name):
+    """Huge finite inputs whose results are finite must not warn (NumPy reports the
+    floating-point flags a kernel leaves behind, also those of discarded branches)."""
+    f, e = fn(name), CATALOG[name]
+    calls = []
+    for dt, big in ((np.float64, [1e308, -1e308, 1e300, -1e300]),
+                    (np.float32, [3e38, -3e38, 1e38, -1e38])):
+        x = np.array(big * 4, dtype=dt)  # long enough for the vectorized loop
+        g = np.array([2.0, -3.0, 0.5, 1.0] * 4, dtype=dt)
+        calls += [(f"{dt.__name__} forward", lambda x=x: f(x)),
+                  (f"{dt.__name__} backward", lambda g=g, x=x: f.backward(g, x))]
+        if e.grad_y is not None:
+            with np.errstate(all="ignore"):
+                y = f(x)
+            y = np.where(np.isfinite(y), y, 0).astype(dt)
+            calls.append((f"{dt.__name__} backward_from_output",
+                          lambda g=g, y=y: f.backward_from_output(g, y)))
+    bad = []
+    for label, call in calls:
+        with np.errstate(all="ignore"):
+            r = call()
+        if not np.all(np.isfinite(r)):
+            continue  # a genuine overflow may warn, like NumPy's own ufuncs
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                call()
+            except (RuntimeWarning, FloatingPointError) as w:
+                bad.append(f"{label}: {w}")
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
+@pytest.mark.parametrize("name, kw", cases())
+def test_infinity_limits(name, kw, dt):
+    f, e = fn(name), CATALOG[name]
+    lo, hi, dlo, dhi = (dt(v) for v in e.limits(*kw.values()))
+    x = np.array([-np.inf, np.inf], dtype=dt)
+    y = f(x, **kw)
+    d = f.backward(np.ones_like(x), x, **kw)
+    assert y[0] == lo and y[1] == hi, (y, (lo, hi))
+    assert d[0] == dlo and d[1] == dhi, (d, (dlo, dhi))
+    # the scalar path agrees
+    assert f(dt(-np.inf), **kw) == lo and f(dt(np.inf), **kw) == hi
+    assert f.backward(dt(1), dt(-np.inf), **kw) == dlo and f.backward(dt(1), dt(np.inf), **kw) == dhi
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
+@pytest.mark.parametrize("name, kw", cases())
+def test_negative_zero(name, kw, dt):
+    f, e = fn(name), CATALOG[name]
+    z = np.array([0.0, -0.0], dtype=dt)
+    y = f(z, **kw)
+    assert y[0] == y[1]
+    d = f.backward(np.ones_like(z), z, **kw)
+    assert d[0] == d[1]
+    g = np.array([-0.0, 0.0], dtype=dt)
+    assert np.all(f.backward(g, np.array([1.0, -2.0], dtype=dt), **kw) == 0)
+    if y_ok(e, list(kw.values())):
+        dy = f.backward_from_output(np.ones_like(z), z, **kw)
+        assert dy[0] == dy[1]
+
+
+# ---------------------------------------------------------------------- kinks
+
+
+SELU_SCALE_ALPHA = 1.0507009873554805 * 1.6732632423543772
+
+KINKS = [
+    ("relu", {}, 0.0, 0.0),
+    ("leaky_relu", {}, 0.0, 0.01),
+    ("leaky_relu", {"negative_slope": 0.2}, 0.0, 0.2),
+    ("elu", {}, 0.0, 1.0),
+    ("elu", {"alpha": 0.7}, 0.0, 0.7),
+    ("elu", {"alpha": 2.5}, 0.0, 2.5),
+    ("celu", {}, 0.0, 1.0),
+    ("celu", {"alpha": 0.7}, 0.0, 1.0),
+    ("celu", {"alpha": 2.5}, 0.0, 1.0),
+    ("hardswish", {}, -3.0, 0.0),
+    ("hardswish", {}, 3.0, 1.0),
+    ("hardsigmoid", {}, -3.0, 0.0),
+    ("hardsigmoid", {}, 3.0, 0.0),
+    ("relu6", {}, 0.0, 0.0),
+    ("relu6", {}, 6.0, 0.0),
+    ("hardtanh", {}, -1.0, 0.0),
+    ("hardtanh", {}, 1.0, 0.0),
+    ("hardtanh", {"min_val": -2.0, "max_val": 0.5}, -2.0, 0.0),
+    ("hardtanh", {"min_val": -2.0, "max_val": 0.5}, 0.5, 0.0),
+]
+
+
+@pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
+@pytest.mark.parametrize("name, kw, x0, expected", KINKS,
+                         ids=[f"{n}-{x0}-{kw}" for n, kw, x0, _ in KINKS])
+def test_kink_conventions(name, kw, x0, expected, dt):
+    f, e = fn(name), CATALOG[name]
+    x = np.array([x0], dtype=dt)
+    assert f.backward(np.ones_like(x), x, **kw)[0] == dt(expected)
+    if e.grad_y is not None:
+        # the gradient from the output agrees with the gradient from the input at the kink
+        y = f(x, **kw)
+        assert f.backward_from_output(np.ones_like(y), y, **kw)[0] == dt(expected)
+
+
+def test_selu_kink():
+    assert fastact.selu.backward(1.0, 0.0) == pytest.approx(SELU_SCALE_ALPHA, rel=1e-15)
+    assert fastact.selu.backward(1.0, -0.0) == pytest.approx(SELU_SCALE_ALPHA, rel=1e-15)
+    assert fastact.selu.backward_from_output(1.0, 0.0) == pytest.approx(SELU_SCALE_ALPHA, rel=1e-15)
+    assert fastact.selu.backward(np.float32(1), np.float32(0)) == np.float32(SELU_SCALE_ALPHA)
+
+
+# ------------------------------------------------------------------ stability
+
+
+def test_stability_facts():
+    s = fastact.sigmoid(np.array([-100.0], dtype=np.float32))[0]
+    assert s.dtype == np.float32
+    assert 0 < s < np.finfo(np.float32).tiny  # a nonzero subnormal
+    assert s == np.float32(3.7835e-44)
+    assert fastact.sigmoid(np.float32(-100.0)) == s
+    assert fastact.softplus(1000.0) == 1000.0
+    assert fastact.softplus(np.float32(1000.0)) == np.float32(1000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fastact.silu(-np.inf) == 0
+        assert fastact.mish(-np.inf) == 0
+        assert fastact.gelu(-np.inf) == 0
+        assert fastact.gelu_tanh(-np.inf) == 0
+        assert fastact.softsign(np.inf) == 1
+        assert fastact.softsign(-np.inf) == -1
+    d = fastact.sigmoid.backward(1, 30.0)
+    assert d > 0
+    assert d == pytest.approx(np.exp(-30.0), rel=1e-14)
+    assert fastact.sigmoid.backward(1.0, -30.0) == d
+    g = fastact.gelu(-10.0)
+    assert g != 0
+    assert g == pytest.approx(-7.6198530241605e-23, rel=1e-13)
+
+
+# ---------------------------------------------------------------- docstrings
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_docstring(name):
+    f, e = fn(name), CATALOG[name]
+    doc = f.__doc__
+    assert e.formula in doc
+    for word in ("Gradient", "Limits", "Stability", "Examples"):
+        assert word in doc, word
+    for p in e.params:
+        assert p.name in doc
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest(doc, {}, f"fastact.{name}", None, 0)
+    assert test.examples, "no examples"
+    report = []
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = runner.run(test, out=report.append)
+    assert result.failed == 0, "".join(report)
+    assert result.attempted >= 3

@@ -1,0 +1,238 @@
+"""Gated units (swiglu, geglu), maxout and prelu: accuracy, gradients, layouts, errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastact
+from fastact.catalog import CATALOG
+
+mp = pytest.importorskip("mpmath")
+from fastact.devtools import accuracy as A
+
+GATED = [
+    (fastact.swiglu, {}, CATALOG["silu"]),
+    (fastact.geglu, {}, CATALOG["gelu"]),
+    (fastact.geglu, {"approximate": "tanh"}, CATALOG["gelu_tanh"]),
+]
+GATED_IDS = ["swiglu", "geglu", "geglu_tanh"]
+
+
+def _sample(entry, dtype, n=1500):
+    x = A.points(entry, dtype)
+    rng = np.random.default_rng(0)
+    return np.sort(rng.choice(x, size=min(n, len(x)), replace=False))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("f,kw,entry", GATED, ids=GATED_IDS)
+def test_gated_accuracy_vs_mpmath(f, kw, entry, dtype):
+    dt = np.dtype(dtype)
+    a = _sample(entry, dt)
+    rng = np.random.default_rng(1)
+    b = rng.uniform(-4, 4, a.shape).astype(dt)
+    g = rng.uniform(-4, 4, a.shape).astype(dt)
+    with np.errstate(over="ignore"):  # silu(1e308) * 4 overflows, correctly
+        y = f(a, b, **kw)
+        da, db = f.backward(g, a, b, **kw)
+    assert y.dtype == dt and da.dtype == dt and db.dtype == dt
+    eps = float(np.finfo(dt).eps)
+    worst = {"y": 0.0, "da": 0.0, "db": 0.0}
+    with mp.workprec(A.PREC_BITS):
+        for i in range(len(a)):
+            am, bm, gm = (mp.mpf(float(v[i])) for v in (a, b, g))
+            fa = entry.ref(mp, am)
+            checks = {"y": (y[i], fa * bm), "db": (db[i], gm * fa)}
+            exact_da = gm * bm * entry.ref_grad(mp, am)
+            if entry.grad_root is not None and abs(float(a[i]) - entry.grad_root) <= A.ROOT_ABS_WINDOW:
+                tol = A.ROOT_ABS_FACTOR * eps * max(1.0, abs(float(a[i]))) * abs(float(g[i] * b[i]))
+                assert abs(mp.mpf(float(da[i])) - exact_da) <= tol * 1.01 + 1e-300
+            else:
+                checks["da"] = (da[i], exact_da)
+            for k, (got, exact) in checks.items():
+                worst[k] = max(worst[k], A.ulp_error(mp, dt.type(got), exact, dt))
+    # forward bound of the elementwise functions + the product's rounding; backward likewise
+    assert worst["y"] <= A.BOUNDS[("forward", dtype)], worst
+    assert worst["db"] <= A.BOUNDS[("backward", dtype)], worst
+    assert worst["da"] <= A.BOUNDS[("backward", dtype)], worst
+
+
+@pytest.mark.parametrize("f,kw,entry", GATED, ids=GATED_IDS)
+def test_gated_is_the_catalog_activation_times_b(f, kw, entry):
+    rng = np.random.default_rng(2)
+    a, b, g = rng.standard_normal((3, 4, 5)) * 3
+    act = fastact.ACTIVATIONS[entry.name]
+    np.testing.assert_allclose(f(a, b, **kw), act(a) * b, rtol=2e-16, atol=0)
+    da, db = f.backward(g, a, b, **kw)
+    np.testing.assert_allclose(db, g * act(a), rtol=2e-16, atol=0)
+    np.testing.assert_allclose(da, act.backward(g * b, a), rtol=3e-16, atol=0)
+    # finite differences
+    h = 1e-6
+    np.testing.assert_allclose(da, g * (f(a + h, b, **kw) - f(a - h, b, **kw)) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("f", [fastact.swiglu, fastact.geglu])
+def test_gated_split_form_and_broadcasting(f):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 8))
+    a, b = x[:, :4], x[:, 4:]
+    np.testing.assert_array_equal(f(x), f(a, b))
+    np.testing.assert_array_equal(f(x.T, axis=0), f(a, b).T)
+    g = rng.standard_normal((3, 4))
+    dx = f.backward(g, x)
+    da, db = f.backward(g, a, b)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dx, np.concatenate([da, db], axis=1))
+    bb = rng.standard_normal(4)
+    np.testing.assert_array_equal(f(a, bb), f(a, np.broadcast_to(bb, a.shape)))
+    da2, db2 = f.backward(g, a, bb)
+    assert da2.shape == db2.shape == (3, 4)
+    out = np.empty((3, 4))
+    assert f(a, b, out=out) is out and np.array_equal(out, f(a, b))
+    assert f(x.astype(np.float32)).dtype == np.float32
+    assert f(x.astype(np.float16)).dtype == np.float16
+    assert np.isnan(f(np.array([np.nan, 1.0]))).all()
+
+
+def test_gated_bad_input():
+    with pytest.raises(ValueError, match="odd"):
+        fastact.swiglu(np.ones(5))
+    with pytest.raises(ValueError, match="broadcast"):
+        fastact.swiglu(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="approximate"):
+        fastact.geglu(np.ones(4), approximate="fast")
+    with pytest.raises(TypeError, match="swiglu"):
+        fastact.swiglu(np.ones(4, complex))
+    with pytest.raises(np.exceptions.AxisError):
+        fastact.swiglu(np.ones((2, 4)), axis=2)
+
+
+# -------------------------------------------------------------------- maxout
+
+
+def test_maxout_values_ties_nan_and_axes():
+    x = np.array([1.0, 5.0, -2.0, -3.0, 0.0, 4.0, 2.0, 2.0])
+    np.testing.assert_array_equal(fastact.maxout(x, 2), [5.0, -2.0, 4.0, 2.0])
+    dx = fastact.maxout.backward(np.array([1.0, 2.0, 3.0, 4.0]), x, 2)
+    np.testing.assert_array_equal(dx, [0, 1, 2, 0, 0, 3, 4, 0])  # first one on ties
+    xn = np.array([1.0, np.nan, 3.0, 0.0])
+    y = fastact.maxout(xn, 2)
+    assert np.isnan(y[0]) and y[1] == 3.0
+    np.testing.assert_array_equal(fastact.maxout.backward(np.array([5.0, 6.0]), xn, 2), [0, 5, 6, 0])
+    rng = np.random.default_rng(4)
+    x3 = rng.standard_normal((4, 6, 5))
+    for axis in (0, 1, -2):
+        ax = axis % 3
+        k = 2 if x3.shape[ax] % 2 == 0 else 3
+        ref = np.moveaxis(np.moveaxis(x3, ax, -1).reshape(*np.moveaxis(x3, ax, -1).shape[:-1], -1, k).max(-1), -1, ax)
+        np.testing.assert_array_equal(fastact.maxout(x3, k, axis=axis), ref)
+        g = rng.standard_normal(ref.shape)
+        dx = fastact.maxout.backward(g, x3, k, axis=axis)
+        assert dx.shape == x3.shape
+        assert np.isclose(dx.sum(), g.sum())
+        h = 1e-7
+        for _ in range(5):  # finite differences at random coordinates
+            idx = tuple(rng.integers(0, s) for s in x3.shape)
+            e = np.zeros_like(x3)
+            e[idx] = h
+            num = np.sum(g * (fastact.maxout(x3 + e, k, axis=axis) - fastact.maxout(x3 - e, k, axis=axis))) / (2 * h)
+            assert num == pytest.approx(dx[idx], abs=1e-6)
+    xs = rng.standard_normal((6, 7))[:, ::-1].T  # strided, negative stride
+    np.testing.assert_array_equal(fastact.maxout(xs, 3, axis=1), fastact.maxout(xs.copy(), 3, axis=1))
+    assert fastact.maxout(np.ones(4, np.float32), 2).dtype == np.float32
+    assert fastact.maxout(np.arange(4), 2).dtype == np.float64
+
+
+def test_maxout_bad_input():
+    with pytest.raises(ValueError, match="divisible"):
+        fastact.maxout(np.ones(5), 2)
+    with pytest.raises(np.exceptions.AxisError):
+        fastact.maxout(np.ones((2, 4)), 2, axis=3)
+    with pytest.raises(TypeError, match="integer"):
+        fastact.maxout(np.ones(4), 2.5)
+    with pytest.raises(ValueError, match=">= 1"):
+        fastact.maxout(np.ones(4), 0)
+    with pytest.raises(ValueError, match="grad shape"):
+        fastact.maxout.backward(np.ones(3), np.ones(4), 2)
+    with pytest.raises(TypeError, match="maxout"):
+        fastact.maxout(np.array(["a", "b"]), 2)
+
+
+# --------------------------------------------------------------------- prelu
+
+
+def test_prelu_forward_is_per_channel_leaky_relu():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 4)) * 3
+    w = np.array([0.1, -0.2, 0.3])
+    ref = np.where(x > 0, x, w[None, :, None] * x)
+    np.testing.assert_array_equal(fastact.prelu(x, w), ref)
+    np.testing.assert_array_equal(fastact.prelu(x, 0.25), np.where(x > 0, x, 0.25 * x))
+    np.testing.assert_array_equal(fastact.prelu(x, np.array([0.25])), np.where(x > 0, x, 0.25 * x))
+    w4 = np.array([0.5, 1.5, -1.0, 2.0])
+    np.testing.assert_array_equal(fastact.prelu(x, w4, axis=-1), np.where(x > 0, x, w4 * x))
+    assert fastact.prelu(x.astype(np.float32), w.astype(np.float32)).dtype == np.float32
+    assert np.isnan(fastact.prelu(np.array([np.nan]), 0.1)).all()
+
+
+def test_prelu_backward_values_and_dweight_vs_exact_sum():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 3, 7))
+    g = rng.standard_normal(x.shape)
+    w = np.array([0.1, -0.2, 0.3])
+    dx, dw = fastact.prelu.backward(g, x, w)
+    np.testing.assert_array_equal(dx, np.where(x > 0, g, w[None, :, None] * g))
+    assert dw.shape == (3,)
+    for c in range(3):
+        xc, gc = x[:, c].ravel(), g[:, c].ravel()
+        exact = mp.fsum(mp.mpf(float(a)) * mp.mpf(float(b)) for a, b in zip(xc, gc) if not a > 0)
+        assert A.ulp_error(mp, dw[c], exact, np.float64) <= 1
+    # PyTorch's prelu'(0) = weight, like leaky_relu
+    dx0, _ = fastact.prelu.backward(np.ones(2), np.array([0.0, -0.0]), 0.3, axis=0)
+    np.testing.assert_array_equal(dx0, [0.3, 0.3])
+    _, dws = fastact.prelu.backward(g, x, 0.5)
+    assert np.ndim(dws) == 0 and dws == pytest.approx(np.sum(np.where(x > 0, 0, x * g)), rel=1e-14)
+    # finite difference in the weight
+    h = 1e-6
+    num = (np.sum(g * fastact.prelu(x, w + [h, 0, 0])) - np.sum(g * fastact.prelu(x, w - [h, 0, 0]))) / (2 * h)
+    assert num == pytest.approx(dw[0], rel=1e-7)
+
+
+def test_prelu_dweight_float32_accumulates_in_float64():
+    n = 1 << 20
+    rng = np.random.default_rng(7)
+    x = -rng.uniform(0.5, 1.5, (n, 1)).astype(np.float32)
+    g = rng.uniform(0.5, 1.5, (n, 1)).astype(np.float32)
+    _, dw = fastact.prelu.backward(g, x, np.array([0.2], np.float32))
+    exact = math.fsum((x[:, 0].astype(np.float64) * g[:, 0].astype(np.float64)).tolist())
+    assert dw.dtype == np.float32
+    assert A.ulp_error(mp, dw[0], mp.mpf(exact), np.float32) <= 0.5 + 1e-9
+    naive = np.float32(0)
+    naive = np.cumsum(x[:, 0] * g[:, 0], dtype=np.float32)[-1]  # what float32 accumulation gives
+    assert abs(float(naive) - exact) > abs(float(dw[0]) - exact)
+
+
+def test_prelu_bad_input():
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="weight"):
+        fastact.prelu(x, np.ones(2))
+    with pytest.raises(ValueError, match="weight"):
+        fastact.prelu(x, np.ones((3, 1)))
+    with pytest.raises(np.exceptions.AxisError):
+        fastact.prelu(x, np.ones(3), axis=2)
+    with pytest.raises(ValueError, match="grad shape"):
+        fastact.prelu.backward(np.ones(3), x, 0.1)
+    with pytest.raises(TypeError, match="prelu"):
+        fastact.prelu(x.astype(complex), 0.1)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    for f in (fastact.softmax, fastact.log_softmax, fastact.swiglu, fastact.geglu, fastact.maxout, fastact.prelu):
+        test = doctest.DocTestParser().get_doctest(f.__doc__, {}, f.__name__, None, 0)
+        assert test.examples, f.__name__
+        runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+        runner.run(test)
+        assert runner.failures == 0, f.__name__
