@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from fastact.cuda import target as _cuda
+from fastact.functions.args import compute_dtypes, out_rule
 
 
 def is_gpu(obj):
@@ -268,20 +269,10 @@ def operands(where, inputs):
     return [o if isinstance(o, GpuArray) else GpuArray(where, o, n) for o, n in inputs]
 
 
-def compute_dtypes(where, arrays):
-    """(compute, result) by the CPU's rules: float32/64 kept, float16 computed
-    in float32 and stored as float16, bool/integers in float64."""
-    dt = np.result_type(*[a.dtype for a in arrays])
-    if dt == np.float16:
-        return np.dtype(np.float32), dt
-    if dt.kind in "biu":
-        return np.dtype(np.float64), np.dtype(np.float64)
-    if dt in (np.float32, np.float64):
-        return dt, dt
-    raise TypeError(f"fastact.{where}: unsupported dtype {dt} on the GPU")
-
 
 def check_out(where, out, shape, compute):
+    """A GPU ``out=`` as a GpuArray, checked by the public functions' one
+    ``out=`` rule (``fastact.functions.args.out_rule``)."""
     if isinstance(out, GpuArray):
         return out
     if not is_gpu(out):
@@ -290,12 +281,7 @@ def check_out(where, out, shape, compute):
             f"{type(out).__name__}; pass a GPU array of shape {shape}"
         )
     o = GpuArray(where, out, "out")
-    if o.shape != tuple(shape):
-        raise ValueError(f"fastact.{where}: out shape {o.shape} != result shape {tuple(shape)}")
-    if o.readonly:
-        raise ValueError(f"fastact.{where}: output array is read-only")
-    if o.dtype.kind != "f" or not np.can_cast(compute, o.dtype, casting="same_kind"):
-        raise TypeError(f"fastact.{where}: cannot write {compute} results into out of dtype {o.dtype}")
+    out_rule(where, o.shape, o.readonly, o.dtype, shape, compute)
     return o
 
 
@@ -310,7 +296,7 @@ def elementwise(where, entry, kind, inputs, out, params, nout=1, param_arrays=()
     except ValueError:
         names = " and ".join(f"{n} shape {a.shape}" for a, (_, n) in zip(arrays, inputs))
         raise ValueError(f"fastact.{where}: {names} do not broadcast") from None
-    compute, result = compute_dtypes(where, arrays)
+    compute, result = compute_dtypes(where, [a.dtype for a in arrays])
     stream = stream_for(arrays)
     if out is None:
         outs_obj = [empty_like_input(arrays[0], shape, result, stream) for _ in range(nout)]

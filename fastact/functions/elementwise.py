@@ -16,81 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastact.catalog import ENTRIES, Activation
+from fastact.cpu import threads as _threads
 from fastact.cpu import ufuncs as _cpu
 from fastact.cuda import interop as _gpu
-from fastact.cpu import threads as _threads
-from fastact.catalog import ENTRIES, Activation
-
-_F16 = np.dtype(np.float16)
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
-_SUPPORTED = "float16, float32, float64 (bool and integer inputs are computed in float64)"
-
-
-def _compute_dtype(where, arrays):
-    try:
-        dt = np.result_type(*arrays)
-    except TypeError:  # no common dtype (datetime64 with float, ...): reported below
-        dt = np.dtype(object)
-    if dt == _F32 or dt == _F64:
-        return dt, dt
-    if dt == _F16:
-        return _F32, _F16
-    if dt.kind in "biu":
-        return _F64, _F64
-    names = ", ".join(str(a.dtype) for a in arrays)
-    raise TypeError(f"fastact.{where}: unsupported dtype {names}; supported: {_SUPPORTED}")
-
-
-def _as_array(where, a, argname):
-    if isinstance(a, np.ndarray):
-        return a
-    if a is None:
-        raise TypeError(f"fastact.{where}: {argname} is None; expected an array of {_SUPPORTED}")
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"fastact.{where}: unsupported {argname} of dtype {arr.dtype} "
-            f"({type(a).__name__}); supported: {_SUPPORTED}"
-        )
-    return arr
-
-
-try:  # NumPy 2's error-state context variable: setting it directly costs
-    # ~0.1 us where `with np.errstate(...)` costs ~1 us (the whole call
-    # budget of a 4096-element ufunc)
-    from numpy._core.umath import _extobj_contextvar as _EXTOBJ, _make_extobj
-except ImportError:  # pragma: no cover - other NumPy layouts
-    _EXTOBJ = None
-_QUIET = {}  # the caller's error state -> the same with invalid/over/divide ignored
-
-
-def quiet_call(uf, *args, **kwargs):
-    """Call a (g)ufunc without NumPy's "invalid value" warning.
-
-    Vectorized kernels evaluate both sides of a branch and keep one, so the
-    discarded side sets FP flags for results that are exact: NaN inputs reach
-    ordered comparisons ("invalid"), x*(x+3)/6 at x = 1e308 overflows in a
-    branch hardswish does not take ("overflow"), and the expm1 branch of elu
-    at a large positive x (which returns x) can flag "divide by zero". The
-    flags say nothing about the result, whose special values are specified
-    and tested, so they are not turned into warnings. The caller's other
-    settings (underflow, the error callback, the buffer size) are kept.
-    """
-    if _EXTOBJ is None:
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            return uf(*args, **kwargs)
-    cur = _EXTOBJ.get()
-    quiet = _QUIET.get(cur)
-    if quiet is None:
-        if len(_QUIET) > 64:  # error states created and dropped by the caller
-            _QUIET.clear()
-        quiet = _QUIET[cur] = _make_extobj(invalid="ignore", over="ignore", divide="ignore")
-    token = _EXTOBJ.set(quiet)
-    try:
-        return uf(*args, **kwargs)
-    finally:
-        _EXTOBJ.reset(token)
+from fastact.functions import args
+from fastact.functions.args import EXTOBJ, QUIET, quiet_call
 
 
 class ActivationFunction:
@@ -172,7 +103,7 @@ class ActivationFunction:
         return res
 
     def _run_ufunc(self, kind, where, inputs, out, mask, params):
-        arrays = [_as_array(where, a, n) for a, n in inputs]
+        arrays = [args.as_array(where, a, n) for a, n in inputs]
         if len(arrays) == 2 and arrays[0].shape != arrays[1].shape:
             try:
                 np.broadcast_shapes(arrays[0].shape, arrays[1].shape)
@@ -181,7 +112,7 @@ class ActivationFunction:
                     f"fastact.{where}: {inputs[0][1]} shape {arrays[0].shape} and "
                     f"{inputs[1][1]} shape {arrays[1].shape} do not broadcast"
                 ) from None
-        compute, result = _compute_dtype(where, arrays)
+        compute, result = args.compute_dtypes(where, arrays)
         if params and tuple(params) == self._defaults:
             uf = _cpu.fixed_ufunc(self._entry, kind, compute)
             params = ()
@@ -189,11 +120,7 @@ class ActivationFunction:
             uf = _cpu.ufunc(self._entry, kind, compute)
         if kind == "forward" and uf.nin == 1 and compute is result:
             self._fast[compute] = uf
-        if out is not None and not isinstance(out, np.ndarray):
-            if isinstance(out, tuple) and len(out) == 1 and isinstance(out[0], np.ndarray):
-                out = out[0]
-            else:
-                raise TypeError(f"fastact.{where}: out must be a NumPy array, got {type(out)}")
+        out = args.check_out(where, out, None, compute)  # shapes: NumPy's broadcasting
         if mask is not True:
             shape = np.broadcast_shapes(*(a.shape for a in arrays), np.shape(mask))
             full = quiet_call(uf, *[np.broadcast_to(a, shape) for a in arrays], *params, dtype=compute)
@@ -226,14 +153,14 @@ class ActivationFunction:
             # (quiet_call inlined: this path is the whole overhead of a small call)
             uf = self._fast.get(x.dtype)
             if uf is not None and x.ndim and x.size < self._min_parallel:
-                quiet = _QUIET.get(_EXTOBJ.get()) if _EXTOBJ is not None else None
+                quiet = QUIET.get(EXTOBJ.get()) if EXTOBJ is not None else None
                 if quiet is None:
                     return quiet_call(uf, x)
-                token = _EXTOBJ.set(quiet)
+                token = EXTOBJ.set(quiet)
                 try:
                     return uf(x)
                 finally:
-                    _EXTOBJ.reset(token)
+                    EXTOBJ.reset(token)
         target = self._resolve(params)
         if target is not self:
             return target(x, out=out, where=where, **params)
@@ -344,7 +271,7 @@ def _docstring(e: Activation):
         "",
         "Parameters",
         "----------",
-        f"x : array_like of {_SUPPORTED}",
+        f"x : array_like of {args.SUPPORTED}",
         "    or a GPU array (CuPy, PyTorch CUDA tensor, anything with __cuda_array_interface__):",
         "    computed by the CUDA kernel on the producer's stream, returned as the same type.",
     ]

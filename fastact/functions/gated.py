@@ -17,12 +17,13 @@ from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cpu import gufuncs as _cpu
 from fastact.cuda import interop as _gpu
-from fastact.functions.elementwise import _as_array, _compute_dtype, quiet_call
+from fastact.functions import args
+from fastact.functions.args import quiet_call
 from fastact.catalog import CATALOG
 
 
 def _split(where, x, axis):
-    x = _as_array(where, x, "x")
+    x = args.as_array(where, x, "x")
     if x.ndim == 0:
         raise ValueError(f"fastact.{where}: a single input needs at least 1 dimension")
     ax = normalize_axis_index(axis, x.ndim)
@@ -73,13 +74,13 @@ class GatedFunction:
                 return _gpu.elementwise(name, entry, "gated", [(a, "a"), (b, "b")], out, [])
         if b is None:
             _, _, a, b, _, _ = _split(name, a, axis)
-        a = _as_array(name, a, "a")
-        b = _as_array(name, b, "b")
+        a = args.as_array(name, a, "a")
+        b = args.as_array(name, b, "b")
         try:
             shape = np.broadcast_shapes(a.shape, b.shape)
         except ValueError:
             raise ValueError(f"fastact.{name}: a shape {a.shape} and b shape {b.shape} do not broadcast") from None
-        compute, result = _compute_dtype(name, [a, b])
+        compute, result = args.compute_dtypes(name, [a, b])
         uf = _cpu.gated_ufunc(entry, compute)
         if out is None and result != compute:
             out = np.empty(shape, result)
@@ -95,9 +96,9 @@ class GatedFunction:
                 return self._backward_gpu(name, entry, grad, a, b, axis)
         if split:
             x, ax, a, b, ia, ib = _split(name, a, axis)
-        grad = _as_array(name, grad, "grad")
-        a = _as_array(name, a, "a")
-        b = _as_array(name, b, "b")
+        grad = args.as_array(name, grad, "grad")
+        a = args.as_array(name, a, "a")
+        b = args.as_array(name, b, "b")
         try:
             shape = np.broadcast_shapes(grad.shape, a.shape, b.shape)
         except ValueError:
@@ -105,7 +106,7 @@ class GatedFunction:
                 f"fastact.{name}: grad shape {grad.shape}, a shape {a.shape} and b shape "
                 f"{b.shape} do not broadcast"
             ) from None
-        compute, result = _compute_dtype(name, [grad, a, b])
+        compute, result = args.compute_dtypes(name, [grad, a, b])
         gu = _cpu.gated_backward_gufunc(entry, compute)
         if split:
             dx = np.empty(x.shape, compute)
@@ -131,7 +132,7 @@ class GatedFunction:
         if b is None:  # dx of x's shape, its two halves written in place
             x, _, a, b = _gpu.halves(name, a, axis)
             ga = _gpu.operands(name, [(grad, "grad")])[0]
-            compute, _ = _gpu.compute_dtypes(name, [ga, x])
+            compute, _ = args.compute_dtypes(name, [ga, x])
             dx = _gpu.empty_like_input(x, x.shape, x.dtype if x.dtype.kind == "f" else compute, _gpu.stream_for([x]))
             _, ax, da, db = _gpu.halves(name, dx, axis)
             _gpu.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cuda import interop as _gpu
-from fastact.functions.elementwise import _as_array, _compute_dtype
+from fastact.functions import args
 
 
 def _check_groups(where, shape, k, axis):
@@ -38,8 +38,8 @@ def _check_groups(where, shape, k, axis):
 
 
 def _grouped(where, x, k, axis):
-    x = _as_array(where, x, "x")
-    _compute_dtype(where, [x])  # dtype check
+    x = args.as_array(where, x, "x")
+    args.compute_dtypes(where, [x])  # dtype check
     ax, k = _check_groups(where, x.shape, k, axis)
     n = x.shape[ax]
     xm = np.moveaxis(x, ax, -1)
@@ -84,13 +84,13 @@ Examples
             with _gpu.on_device("maxout.backward", grad, x):
                 return self._backward_gpu(grad, x, k, axis)
         x, ax, k, g = _grouped("maxout.backward", x, k, axis)
-        grad = _as_array("maxout.backward", grad, "grad")
+        grad = args.as_array("maxout.backward", grad, "grad")
         expected = x.shape[:ax] + (x.shape[ax] // k,) + x.shape[ax + 1 :]
         if grad.shape != expected:
             raise ValueError(
                 f"fastact.maxout.backward: grad shape {grad.shape} != output shape {expected}"
             )
-        compute, _ = _compute_dtype("maxout.backward", [grad, x])
+        compute, _ = args.compute_dtypes("maxout.backward", [grad, x])
         dtype = np.result_type(grad, x) if compute == np.result_type(grad, x) else compute
         idx = np.argmax(g, axis=-1)  # first max; first NaN if any
         dx = np.zeros(x.shape, dtype=dtype)
@@ -107,7 +107,7 @@ Examples
     def _gpu_groups(where, x, k, axis, stream=None):
         """(xg, ax, k, x3): x as a (rows, groups, k) GPU view, axis last."""
         xg = _gpu.operands(where, [(x, "x")])[0]
-        _gpu.compute_dtypes(where, [xg])
+        args.compute_dtypes(where, [xg])
         ax, k = _check_groups(where, xg.shape, k, axis)
         n = xg.shape[ax]
         stream = stream or _gpu.stream_for([xg])

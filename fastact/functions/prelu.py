@@ -21,13 +21,15 @@ from numpy.lib.array_utils import normalize_axis_index
 from fastact.cpu import layers as cpu_layers
 from fastact.cpu import ufuncs as _cpu
 from fastact.cuda import interop as _gpu
-from fastact.functions.elementwise import ACTIVATIONS, _as_array, _compute_dtype, quiet_call
+from fastact.functions.elementwise import ACTIVATIONS
+from fastact.functions import args
+from fastact.functions.args import quiet_call
 
 _LEAKY = ACTIVATIONS["leaky_relu"].catalog_entry
 
 
 def _weight(where, weight, x, ax):
-    w = _as_array(where, weight, "weight")
+    w = args.as_array(where, weight, "weight")
     nch = 1 if ax is None else x.shape[ax]
     if w.ndim > 1 or (w.ndim == 1 and w.shape[0] not in (1, nch)):
         what = "(x has no channel axis)" if ax is None else f"(x.shape[{ax}])"
@@ -77,7 +79,7 @@ Examples
         nd = len(xg.shape)
         ax = None if nd < 2 and axis == 1 else normalize_axis_index(axis, nd)
         if not _gpu.is_gpu(weight):
-            w = _as_array(where, weight, "weight")
+            w = args.as_array(where, weight, "weight")
             if w.size != 1 or w.ndim > 1:
                 raise TypeError(f"fastact.{where}: x is a GPU array but weight is a host array; "
                                 "pass a GPU weight (or a scalar)")
@@ -101,10 +103,10 @@ Examples
                     return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [ws])
                 return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [],
                                         param_arrays=[(wb, "weight")])
-        x = _as_array("prelu", x, "x")
+        x = args.as_array("prelu", x, "x")
         ax = _axis("prelu", x, axis)
         w, wb = _weight("prelu", weight, x, ax)
-        compute, result = _compute_dtype("prelu", [x, w])
+        compute, result = args.compute_dtypes("prelu", [x, w])
         uf = _cpu.ufunc(_LEAKY, "forward", compute)
         if out is None and result != compute:
             out = np.empty(x.shape, result)
@@ -115,13 +117,13 @@ Examples
         if _gpu.any_gpu(grad, x, weight):
             with _gpu.on_device(where, grad, x, weight):
                 return self._backward_gpu(where, grad, x, weight, axis)
-        grad = _as_array(where, grad, "grad")
-        x = _as_array(where, x, "x")
+        grad = args.as_array(where, grad, "grad")
+        x = args.as_array(where, x, "x")
         if grad.shape != x.shape:
             raise ValueError(f"fastact.{where}: grad shape {grad.shape} != x shape {x.shape}")
         ax = _axis(where, x, axis)
         w, wb = _weight(where, weight, x, ax)
-        compute, result = _compute_dtype(where, [grad, x, w])
+        compute, result = args.compute_dtypes(where, [grad, x, w])
         dx = quiet_call(_cpu.ufunc(_LEAKY, "backward", compute), grad, x, wb, dtype=compute)
         if result != compute:
             dx = dx.astype(result)
@@ -167,7 +169,7 @@ Examples
         else:  # one weight: every element in one channel
             x2, g2 = _flat(where, xg, stream), _flat(where, gg, stream)
         dw64 = _cuda_misc.prelu_dweight(_gpu.device_view(x2), _gpu.device_view(g2), stream)
-        compute, result = _gpu.compute_dtypes(where, [gg, xg] + ([w] if wb is not None else []))
+        compute, result = args.compute_dtypes(where, [gg, xg] + ([w] if wb is not None else []))
         # dweight in weight's shape (0-d for a scalar weight), on the GPU
         shape = tuple(w.shape)
         dwg = _gpu.empty_like_input(xg, shape, result, stream)

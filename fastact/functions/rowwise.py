@@ -10,14 +10,14 @@ input, in parallel over rows for large inputs.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cpu import gufuncs as _cpu
 from fastact.cuda import interop as _gpu
 from fastact.scalar import rows as K
 from fastact.scalar import rows32 as K32
 from fastact.cpu import threads as _threads
-from fastact.functions.elementwise import _as_array, _compute_dtype, quiet_call
+from fastact.functions import args
+from fastact.functions.args import quiet_call
 
 
 def _call_rows_gpu(name, arrays, axis, out, where_name):
@@ -27,15 +27,9 @@ def _call_rows_gpu(name, arrays, axis, out, where_name):
     from fastact.cuda import rows as _cuda_rows
 
     ins = _gpu.operands(where_name, arrays)
-    if len(ins) == 2 and ins[0].shape != ins[1].shape:
-        raise ValueError(
-            f"fastact.{where_name}: grad shape {ins[0].shape} and y shape {ins[1].shape} differ"
-        )
+    ax = args.row_axis(where_name, [a.shape for a in ins], axis)
     shape = ins[0].shape
-    if not shape:
-        raise ValueError(f"fastact.{where_name}: needs at least 1 dimension, got a 0-d array")
-    ax = normalize_axis_index(axis, len(shape))
-    compute, result = _gpu.compute_dtypes(where_name, ins)
+    compute, result = args.compute_dtypes(where_name, [a.dtype for a in ins])
     stream = _gpu.stream_for(ins)
     # one storage dtype for every operand (float16 stays float16)
     ins = [a if a.dtype == result else _gpu.copy(where_name, a, stream, result) for a in ins]
@@ -56,27 +50,12 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
     if _gpu.any_gpu(out, *(a for a, _ in arrays)):
         with _gpu.on_device(where_name, out, *(a for a, _ in arrays)):
             return _call_rows_gpu(name, arrays, axis, out, where_name)
-    arrays = [_as_array(where_name, a, n) for a, n in arrays]
-    if len(arrays) == 2 and arrays[0].shape != arrays[1].shape:
-        raise ValueError(
-            f"fastact.{where_name}: grad shape {arrays[0].shape} and y shape "
-            f"{arrays[1].shape} differ"
-        )
-    compute, result = _compute_dtype(where_name, arrays)
+    arrays = [args.as_array(where_name, a, n) for a, n in arrays]
+    ax = args.row_axis(where_name, [a.shape for a in arrays], axis)
+    compute, result = args.compute_dtypes(where_name, arrays)
     x0 = arrays[0]
-    if x0.ndim == 0:
-        raise ValueError(f"fastact.{where_name}: needs at least 1 dimension, got a 0-d array")
-    ax = normalize_axis_index(axis, x0.ndim)  # AxisError (a ValueError) if out of range
     arrays = [a if a.dtype == compute else a.astype(compute) for a in arrays]
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"fastact.{where_name}: out must be a NumPy array, got {type(out)}")
-        if out.shape != x0.shape:
-            raise ValueError(f"fastact.{where_name}: out shape {out.shape} != input shape {x0.shape}")
-        if not out.flags.writeable:
-            raise ValueError(f"fastact.{where_name}: output array is read-only")
-        if not np.can_cast(compute, out.dtype, casting="same_kind"):
-            raise TypeError(f"fastact.{where_name}: cannot write {compute} results into out of dtype {out.dtype}")
+    out = args.check_out(where_name, out, x0.shape, compute)
     target = out if out is not None and out.dtype == compute else np.empty(x0.shape, compute)
     if compute == np.float32:  # the vectorized float32 kernels
         row_fn, name = row_fn[1], name + "_f32"
