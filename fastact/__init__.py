@@ -20,6 +20,22 @@ from fastact.functions.rowwise import ROW_FUNCTIONS, log_softmax, softmax
 
 __version__ = "0.1.0"
 
+
+def _old_pickle_names():
+    # Pickles written before the subpackages (0.1) name fastact.api._lookup;
+    # a module under that name, created here, keeps them loading.
+    import sys
+    import types
+
+    from fastact.functions.elementwise import _lookup
+
+    api = types.ModuleType("fastact.api", "Pickle compatibility: fastact.api._lookup(name).")
+    api._lookup = _lookup
+    sys.modules.setdefault("fastact.api", api)
+
+
+_old_pickle_names()
+
 globals().update(ACTIVATIONS)
 globals().update({alias: ACTIVATIONS[name] for alias, name in ALIASES.items()})
 

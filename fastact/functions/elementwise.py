@@ -6,10 +6,9 @@ derivative is a function of the output, ``.backward_from_output(grad, y, ...)``.
 ``.ufunc`` / ``.backward_ufunc`` / ``.backward_from_output_ufunc`` are the
 underlying real ``np.ufunc`` objects (parameters are extra ufunc inputs).
 
-dtype rules: float32 and float64 are preserved; float16 is computed in
-float32 and stored as float16; bool and integer inputs compute in float64
-(NumPy's promotion of integers to the default float); anything else (complex,
-object, strings, None, longdouble) raises TypeError.
+Argument rules (dtypes, ``out=``) are ``fastact.functions.args``'; the
+docstrings come from ``fastact.functions.docstrings``. Large arrays run in
+chunks on ``fastact.cpu.threads``; GPU arrays go to ``fastact.cuda``.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from fastact.cpu import ufuncs as _cpu
 from fastact.cuda import interop as _gpu
 from fastact.functions import args
 from fastact.functions.args import EXTOBJ, QUIET, quiet_call
+from fastact.functions.docstrings import docstring
 
 
 class ActivationFunction:
@@ -33,7 +33,7 @@ class ActivationFunction:
         self._alternatives = alternatives or {}
         self.__name__ = self.__qualname__ = entry.name
         self.__module__ = "fastact"
-        self.__doc__ = _docstring(entry)
+        self.__doc__ = docstring(entry)
         self._fast = {}  # dtype -> 1-input forward ufunc of the default parameters
         # below this size a call stays on the calling thread (the fast path's bound too)
         self._min_parallel = (
@@ -45,8 +45,9 @@ class ActivationFunction:
     def __repr__(self):
         return f"<fastact activation {self._entry.name}>"
 
-    def __reduce__(self):  # pickle by name (multiprocessing, dask)
-        return (_lookup, (self._entry.name,))
+    def __reduce__(self):
+        # pickled by name as the global fastact.<name> (multiprocessing, dask)
+        return self._entry.name
 
     # ------------------------------------------------------------ parameters
 
@@ -223,79 +224,6 @@ class ActivationFunction:
         return self._entry
 
 
-def _fmt(v):
-    if v == float("inf"):
-        return "+inf"
-    if v == float("-inf"):
-        return "-inf"
-    return repr(float(v))
-
-
-def _example(entry):
-    xs = np.array([-2.0, 0.0, 2.0])
-    y = np.array([entry.forward(float(v), *entry.defaults) for v in xs])
-    g = np.array([entry.grad(float(v), *entry.defaults) for v in xs])
-    lines = [
-        ">>> import numpy as np, fastact",
-        ">>> x = np.array([-2.0, 0.0, 2.0])",
-        f">>> fastact.{entry.name}(x)",
-        repr(y),
-        f">>> fastact.{entry.name}.backward(np.ones(3), x)",
-        repr(g),
-    ]
-    return "\n".join("    " + ln for ln in lines)
-
-
-def _docstring(e: Activation):
-    lo, hi, dlo, dhi = e.limits(*e.defaults)
-    sig = ", ".join(["x", "*", "out=None", "where=True"] + [f"{p.name}={p.default!r}" for p in e.params])
-    choices = "".join(f", {k}={next(iter(v))!r}" for k, v in e.choices.items())
-    parts = [
-        f"{e.name}({sig}{choices})",
-        "",
-        f"    y = {e.formula}",
-        "",
-        f"Gradient: dy/dx = {e.grad_formula}",
-    ]
-    if e.grad_y is not None:
-        parts.append(f"From the output (backward_from_output): dy/dx = {e.grad_y_formula}.")
-        if e.grad_y_note:
-            parts.append(f"  Where y no longer determines x: {e.grad_y_note}")
-    if e.kinks:
-        parts.append(f"Kinks: {e.kinks}")
-    parts += [
-        f"Stability: {e.stability}",
-        f"Limits: f(-inf) = {_fmt(lo)}, f(+inf) = {_fmt(hi)}; "
-        f"f'(-inf) = {_fmt(dlo)}, f'(+inf) = {_fmt(dhi)} (default parameters). "
-        "NaN in -> NaN out, forward and backward.",
-        "",
-        "Parameters",
-        "----------",
-        f"x : array_like of {args.SUPPORTED}",
-        "    or a GPU array (CuPy, PyTorch CUDA tensor, anything with __cuda_array_interface__):",
-        "    computed by the CUDA kernel on the producer's stream, returned as the same type.",
-    ]
-    for p in e.params:
-        parts += [f"{p.name} : float, default {p.default!r}", f"    {p.doc}"]
-    for k, v in e.choices.items():
-        parts += [f"{k} : one of {', '.join(map(repr, v))}", f"    selects the formula ({k}='tanh' is gelu_tanh)"]
-    parts += [
-        "out : ndarray, optional; may alias x (in place).",
-        "where : array_like of bool, optional; NumPy ufunc semantics.",
-        "",
-        "Methods: backward(grad, x, ...)"
-        + (", backward_from_output(grad, y, ...)" if e.grad_y is not None else "")
-        + ". Attributes: ufunc, backward_ufunc"
-        + (", backward_from_output_ufunc" if e.grad_y is not None else "")
-        + " (real np.ufunc objects; parameters are extra inputs).",
-        "",
-        "Examples",
-        "--------",
-        _example(e),
-    ]
-    return "\n".join(parts) + "\n"
-
-
 ACTIVATIONS = {}
 for _e in ENTRIES:
     ACTIVATIONS[_e.name] = ActivationFunction(_e, ACTIVATIONS)
@@ -303,4 +231,5 @@ ALIASES = {a: e.name for e in ENTRIES for a in e.aliases}
 
 
 def _lookup(name):
+    """Pickles written before 0.2 name ``fastact.api._lookup`` (see fastact/__init__.py)."""
     return ACTIVATIONS[name]
