@@ -158,53 +158,53 @@ def _param_values(entry, which, dtype):
     return tuple(float(np.dtype(dtype).type(v)) for v in vals)
 
 
+def _evaluate(entry, kind, dtype, params, x):
+    """(arg, got, ref_fn): the points the kernel is measured at, its results
+    and the mpmath reference of ``kind``."""
+    fwd = _cpu.ufunc(entry, "forward", dtype)
+    # dtype=: the loop of ``dtype`` whichever loop was compiled first
+    with np.errstate(all="ignore"):
+        if kind == "forward":
+            return x, fwd(x, *params, dtype=dtype), entry.ref
+        if kind == "backward":
+            got = _cpu.ufunc(entry, "backward", dtype)(np.ones_like(x), x, *params, dtype=dtype)
+            return x, got, entry.ref_grad
+        # backward_y: the derivative through y = f(x), y taken as exact
+        y = fwd(x, *params, dtype=dtype)
+        y = y[np.isfinite(y)]
+        got = _cpu.ufunc(entry, "backward_y", dtype)(np.ones_like(y), y, *params, dtype=dtype)
+        return y, got, entry.ref_grad_y
+
+
+def _point_error(mp, entry, kind, dtype, a, c, exact, failures):
+    """ulp error of result ``c`` at ``a`` (0 inside the absolute window next
+    to a derivative's zero, where the absolute bound is checked instead)."""
+    near_root = kind == "backward" and entry.grad_root is not None and abs(a - entry.grad_root) <= ROOT_ABS_WINDOW
+    if near_root:
+        abs_err = abs(mp.mpf(c) - exact) if np.isfinite(c) else mp.inf
+        tol = ROOT_ABS_FACTOR * float(np.finfo(dtype).eps) * max(1.0, abs(a))
+        if not abs_err <= tol:
+            failures.append((a, c, float(exact), f"abs error {float(abs_err):.3g} > {tol:.3g}"))
+        return 0.0
+    if exact != 0 and c != 0 and (c > 0) != (exact > 0):
+        failures.append((a, c, float(exact), "wrong sign"))
+    return ulp_error(mp, np.dtype(dtype).type(c), exact, dtype)
+
+
 def measure(entry, kind, dtype, which="default", seed=0):
     """Measure ``entry``'s ``kind`` kernel in ``dtype`` over :func:`points`."""
     import mpmath as mp
 
     dtype = np.dtype(dtype)
     params = _param_values(entry, which, dtype)
-    x = points(entry, dtype, seed)
-    fwd = _cpu.ufunc(entry, "forward", dtype)
-    one = np.ones_like(x)
-    with np.errstate(all="ignore"):
-        if kind == "forward":
-            arg = x
-            got = fwd(x, *params, dtype=dtype)
-            ref_fn = entry.ref
-        elif kind == "backward":
-            arg = x
-            got = _cpu.ufunc(entry, "backward", dtype)(one, x, *params, dtype=dtype)
-            ref_fn = entry.ref_grad
-        else:  # backward_y: the derivative through y = f(x), y taken as exact
-            # dtype=: the loop of ``dtype`` whichever loop was compiled first
-            arg = fwd(x, *params, dtype=dtype)
-            arg = arg[np.isfinite(arg)]
-            got = _cpu.ufunc(entry, "backward_y", dtype)(np.ones_like(arg), arg, *params, dtype=dtype)
-            ref_fn = entry.ref_grad_y
-    eps = float(np.finfo(dtype).eps)
+    arg, got, ref_fn = _evaluate(entry, kind, dtype, params, points(entry, dtype, seed))
     errs = np.empty(len(arg))
     failures = []
     with mp.workprec(PREC_BITS):
         mparams = [mp.mpf(p) for p in params]
         for i, (a, c) in enumerate(zip(arg.tolist(), got.tolist())):
             exact = ref_fn(mp, mp.mpf(a), *mparams)
-            near_root = (
-                kind == "backward"
-                and entry.grad_root is not None
-                and abs(a - entry.grad_root) <= ROOT_ABS_WINDOW
-            )
-            if near_root:
-                abs_err = abs(mp.mpf(c) - exact) if np.isfinite(c) else mp.inf
-                tol = ROOT_ABS_FACTOR * eps * max(1.0, abs(a))
-                errs[i] = 0.0
-                if not abs_err <= tol:
-                    failures.append((a, c, float(exact), f"abs error {float(abs_err):.3g} > {tol:.3g}"))
-                continue
-            e = ulp_error(mp, np.dtype(dtype).type(c), exact, dtype)
-            errs[i] = e
-            if exact != 0 and c != 0 and (c > 0) != (exact > 0):
-                failures.append((a, c, float(exact), "wrong sign"))
+            errs[i] = _point_error(mp, entry, kind, dtype, a, c, exact, failures)
     bound = BOUNDS[(kind, dtype.name)]
     for i in np.nonzero(errs > bound)[0]:
         failures.append((arg[i].item(), got[i].item(), None, f"{errs[i]:.3g} ulp > {bound}"))

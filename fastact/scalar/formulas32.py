@@ -32,10 +32,9 @@ import numpy as np
 
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar import formulas as F
-from fastact.scalar.eft import two_sum_err
+from fastact.scalar.eft import two_prod_err32, two_sum_err
 from fastact.scalar.registry import scalar
 from fastact.scalar.mathlib32 import erfcf, expf, expm1f, log1pf, tanhf
-from fastact.scalar.vmath32 import _two_prod_err  # Dekker's product in float32
 from fastact.scalar.formulas import (
     GELU_ROOT,
     GELU_TANH_ROOT,
@@ -109,7 +108,7 @@ def _sigmoid32_from(e, up):
     dl = two_sum_err(_F1, e, dh)
     q = num / dh
     p = q * dh
-    rho = ((num - p) - _two_prod_err(q, dh, p)) - q * dl  # num - p is exact (Sterbenz)
+    rho = ((num - p) - two_prod_err32(q, dh, p)) - q * dl  # num - p is exact (Sterbenz)
     # rho/dh: 1/dh is q where num = 1, and 1 where num = e (dh = 1 there)
     return q, rho * (q if up else _F1)
 
@@ -133,7 +132,7 @@ def silu(x):
     e = expf(-x if up else x + _C_HI)
     q, c = _sigmoid32_from(e, True)
     yh = x * q
-    y = yh + (_two_prod_err(x, q, yh) + x * c)
+    y = yh + (two_prod_err32(x, q, yh) + x * c)
     et = e * (_F1 + _C_LO)
     tail = ((x * et) * _TWO_M64_32) if et != np.float32(0.0) else np.float32(-0.0)
     if x > np.float32(80.0):

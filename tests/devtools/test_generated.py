@@ -46,3 +46,14 @@ def test_accuracy_doc_lists_every_entry():
     text = (ROOT / "docs" / "accuracy.md").read_text()
     for e in ENTRIES:
         assert f"| {e.name} |" in text
+
+
+def test_readme_architecture_names_every_module():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Architecture", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    pkg = ROOT / "fastact"
+    missing = [p.relative_to(ROOT).as_posix() for p in pkg.rglob("*.py")
+               if p.name != "__init__.py" and p.name not in block]
+    missing += [d.name + "/" for d in pkg.iterdir() if d.is_dir() and (d / "__init__.py").exists()
+                and d.name + "/" not in block]
+    assert not missing, f"README.md's Architecture tree does not name {missing}: add one line each"
