@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import fastact
+from fastact.bench import baselines, cli, common, cpu, cuda, report, timing
 from fastact.cpu import threads as _threads
-from fastact.bench import cli as bench
 
 ROW_KEYS = {
     "op", "direction", "dtype", "size", "shape", "threads", "median_ms", "gb_per_s",
@@ -58,7 +58,7 @@ def _check_result(res, ops, dtypes, size=SIZE):
         moved = (2 if r["direction"] == "forward" else 3) * r["size"] * itemsize
         assert r["gb_per_s"] == pytest.approx(moved / (r["median_ms"] * 1e-3) / 1e9)
         assert r["threads"] == meta["threads"]
-        if r["op"] in bench.ROW_OPS:
+        if r["op"] in common.ROW_OPS:
             assert r["shape"] == meta["row_shape"] == [size // 1024, 1024]
         else:
             assert r["shape"] == [size] and r["size"] == size
@@ -72,10 +72,10 @@ def _check_result(res, ops, dtypes, size=SIZE):
 
 def test_run_rows_meta_and_table(restore_threads):
     ops = ["sigmoid", "relu", "softmax"]
-    res = bench.run(ops, ("float32", "float64"), size=SIZE, repeat=1, threads=1, progress=False)
+    res = cpu.run(ops, ("float32", "float64"), size=SIZE, repeat=1, threads=1, progress=False)
     _check_result(res, ops, ("float32", "float64"))
     assert all(r["numpy_ms"] is not None for r in res["rows"])
-    table = bench.format_table(res)
+    table = report.format_table(res)
     for word in ("sigmoid", "softmax", "GB/s", "roof%", "float32", "float64", "torch ms", "scipy ms", "4 x 1024"):
         assert word in table
     # the header names the roofline each dtype used
@@ -85,17 +85,17 @@ def test_run_rows_meta_and_table(restore_threads):
 
 
 def test_main_json_quick_with_backward_and_log_softmax(capsys, restore_threads):
-    assert bench.main(["--quick", "--json", "--ops", "tanh,log_softmax", "--dtype", "float64",
-                       "--size", "2048", "--threads", "1"]) == 0
+    assert cli.main(["--quick", "--json", "--ops", "tanh,log_softmax", "--dtype", "float64",
+                     "--size", "2048", "--threads", "1"]) == 0
     out = capsys.readouterr()
     res = json.loads(out.out)
     _check_result(res, ["tanh", "log_softmax"], ("float64",), size=2048)
-    assert res["meta"]["repeat"] == bench.QUICK_REPEAT and res["meta"]["threads"] == 1
+    assert res["meta"]["repeat"] == common.QUICK_REPEAT and res["meta"]["threads"] == 1
     assert out.err == ""  # no progress bar with --json
 
 
 def test_main_table_and_progress_on_stderr(capsys, restore_threads):
-    assert bench.main(["--quick", "--ops", "swish", "--dtype", "float32", "--size", "1024", "--threads", "1"]) == 0
+    assert cli.main(["--quick", "--ops", "swish", "--dtype", "float32", "--size", "1024", "--threads", "1"]) == 0
     out = capsys.readouterr()
     assert "silu" in out.out and "roofline copy" in out.out  # alias resolved
     assert "2/2" in out.err and "#" in out.err
@@ -103,13 +103,13 @@ def test_main_table_and_progress_on_stderr(capsys, restore_threads):
 
 def test_quick_defaults(monkeypatch):
     seen = {}
-    monkeypatch.setattr(bench, "run", lambda *a, **k: seen.update(args=a, kw=k) or {"meta": {}, "rows": []})
-    monkeypatch.setattr(bench, "format_table", lambda res: "")
-    bench.main(["--quick"])
-    assert seen["args"][2:] == (bench.QUICK_SIZE, bench.QUICK_REPEAT)
-    bench.main([])
-    assert seen["args"][2:] == (1 << 24, bench.DEFAULT_REPEAT) and seen["kw"]["threads"] is None
-    bench.main(["--quick", "--size", "100", "--repeat", "7", "--threads", "3", "--dtype", "float64"])
+    monkeypatch.setattr(cli, "run", lambda *a, **k: seen.update(args=a, kw=k) or {"meta": {}, "rows": []})
+    monkeypatch.setattr(cli, "format_table", lambda res: "")
+    cli.main(["--quick"])
+    assert seen["args"][2:] == (common.QUICK_SIZE, common.QUICK_REPEAT)
+    cli.main([])
+    assert seen["args"][2:] == (1 << 24, common.DEFAULT_REPEAT) and seen["kw"]["threads"] is None
+    cli.main(["--quick", "--size", "100", "--repeat", "7", "--threads", "3", "--dtype", "float64"])
     assert seen["args"][1:] == (("float64",), 100, 7) and seen["kw"]["threads"] == 3
 
 
@@ -121,15 +121,15 @@ def test_threads_set_for_the_run_and_restored(n, before, monkeypatch, restore_th
     torch = sys.modules.get("torch")
     torch_before = torch.get_num_threads() if torch is not None else None
     during = []
-    real = bench.measure_rooflines
+    real = timing.measure_rooflines
 
     def spy(x, g, out, threads, repeat, pool=None, previous=None):
         during.append((fastact.get_num_threads(), threads, pool is not None,
                        torch.get_num_threads() if torch is not None else None))
         return real(x, g, out, threads, repeat, pool, previous)
 
-    monkeypatch.setattr(bench, "measure_rooflines", spy)
-    res = bench.run(["relu"], ("float32",), size=SIZE, repeat=1, threads=n, progress=False)
+    monkeypatch.setattr(cpu, "measure_rooflines", spy)
+    res = cpu.run(["relu"], ("float32",), size=SIZE, repeat=1, threads=n, progress=False)
     assert during and all(d[:3] == (n, n, n > 1) for d in during)
     if torch is not None:
         assert all(d[3] == n for d in during)
@@ -140,7 +140,7 @@ def test_threads_set_for_the_run_and_restored(n, before, monkeypatch, restore_th
 
 def test_default_threads_is_fastacts(restore_threads):
     fastact.set_num_threads(1)
-    res = bench.run(["identity"], ("float64",), size=1024, repeat=1, progress=False)
+    res = cpu.run(["identity"], ("float64",), size=1024, repeat=1, progress=False)
     assert res["meta"]["threads"] == 1 and _threads._num_threads == 1
 
 
@@ -150,35 +150,35 @@ def test_threads_restored_when_the_run_fails(monkeypatch, restore_threads):
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(bench, "_cases", boom)
+    monkeypatch.setattr(cpu, "_cases", boom)
     with pytest.raises(RuntimeError):
-        bench.run(["relu"], ("float32",), size=SIZE, repeat=1, threads=1, progress=False)
+        cpu.run(["relu"], ("float32",), size=SIZE, repeat=1, threads=1, progress=False)
     assert _threads._num_threads is None
 
 
 def test_unknown_op_and_bad_arguments():
     with pytest.raises(SystemExit, match=r"unknown op\(s\): 'nope'.*known: .*softmax") as e:
-        bench.run(["relu", "nope"], progress=False)
+        cpu.run(["relu", "nope"], progress=False)
     assert "log_softmax" in str(e.value)
     with pytest.raises(SystemExit, match="dtype"):
-        bench.run(["relu"], ("float16",), progress=False)
+        cpu.run(["relu"], ("float16",), progress=False)
     with pytest.raises(SystemExit, match="threads"):
-        bench.run(["relu"], threads=0, progress=False)
+        cpu.run(["relu"], threads=0, progress=False)
     for argv in (["--threads", "0"], ["--size", "-5"], ["--repeat", "x"], ["--dtype", "int8"]):
         with pytest.raises(SystemExit) as e:
-            bench.main(argv)
+            cli.main(argv)
         assert e.value.code == 2  # argparse usage error
 
 
 def test_cli_rejects_unknown_op():
     r = subprocess.run([sys.executable, "-m", "fastact", "bench", "--ops", "relu,nope"],
-                       capture_output=True, text=True)
+                       check=False, capture_output=True, text=True)
     assert r.returncode != 0 and "unknown op(s): 'nope'" in r.stderr and "known:" in r.stderr
 
 
 def test_help_describes_every_option(capsys):
     with pytest.raises(SystemExit) as e:
-        bench.main(["--help"])
+        cli.main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
     for word in ("--size", "--dtype", "--ops", "--repeat", "--threads", "--quick", "--json",
@@ -195,8 +195,8 @@ def test_median_time_excludes_the_warmup_call(monkeypatch):
         clock[0] += 100.0 if not calls else 1.0
         calls.append(1)
 
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-    assert bench._median_time(fn, 5) == 1.0
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    assert timing.median_time(fn, 5) == 1.0
     assert len(calls) == 1 + 3  # warm-up over SLOW_CALL_S: 3 timed runs
 
     calls.clear()
@@ -206,7 +206,7 @@ def test_median_time_excludes_the_warmup_call(monkeypatch):
         clock[0] += 1e-3 if calls else 0.5e-3
         calls.append(1)
 
-    assert bench._median_time(fast, 5, min_time=0.02) == pytest.approx(1e-3)
+    assert timing.median_time(fast, 5, min_time=0.02) == pytest.approx(1e-3)
     assert len(calls) == 1 + 20  # extended to min_time
 
 
@@ -215,13 +215,13 @@ def test_chunked_roofline_covers_the_whole_array():
     g = np.ones_like(x)
     out = np.zeros_like(x)
     with ThreadPoolExecutor(2) as pool:
-        bench._chunked(pool, bench._copy, (x, out), 3)()
+        timing.chunked(pool, timing._copy, (x, out), 3)()
         np.testing.assert_array_equal(out, x)
-        bench._chunked(pool, bench._add, (x, g, out), 3)()
+        timing.chunked(pool, timing._add, (x, g, out), 3)()
         np.testing.assert_array_equal(out, x + 1)
-        roof = bench.measure_rooflines(x, g, out, 2, 1, pool)
+        roof = timing.measure_rooflines(x, g, out, 2, 1, pool)
         prev = {k: dict(v, one_thread_gb_per_s=1e6, threaded_gb_per_s=1e-6) for k, v in roof.items()}
-        merged = bench.measure_rooflines(x, g, out, 2, 1, pool, previous=prev)
+        merged = timing.measure_rooflines(x, g, out, 2, 1, pool, previous=prev)
     for kind in ("copy", "add"):
         assert merged[kind]["one_thread_gb_per_s"] == 1e6 == merged[kind]["gb_per_s"]
         assert merged[kind]["threads"] == 1 and _pos(merged[kind]["threaded_gb_per_s"])
@@ -231,7 +231,7 @@ def test_peer_columns_filled_when_installed(restore_threads):
     pytest.importorskip("torch")
     pytest.importorskip("scipy.special")
     ops = ["sigmoid", "softsign", "log_softmax"]
-    res = bench.run(ops, ("float32",), size=SIZE, repeat=1, threads=1, progress=False)
+    res = cpu.run(ops, ("float32",), size=SIZE, repeat=1, threads=1, progress=False)
     _check_result(res, ops, ("float32",))
     got = {(r["op"], r["direction"]): r for r in res["rows"]}
     for key in [("sigmoid", "forward"), ("sigmoid", "backward"), ("softsign", "forward"),
@@ -247,16 +247,16 @@ def test_peer_columns_filled_when_installed(restore_threads):
 
 
 def test_peer_columns_empty_when_peers_are_absent(monkeypatch, restore_threads):
-    monkeypatch.setattr(bench, "peer_available", lambda name: False)
+    monkeypatch.setattr(baselines, "peer_available", lambda name: False)
     ops = ["sigmoid", "gelu", "softmax"]
-    res = bench.run(ops, ("float64",), size=SIZE, repeat=1, threads=1, progress=False)
+    res = cpu.run(ops, ("float64",), size=SIZE, repeat=1, threads=1, progress=False)
     _check_result(res, ops, ("float64",))
     for r in res["rows"]:
         assert all(r[k] is None for k in PEER_KEYS), r
         # the NumPy gelu baseline needs scipy.special.erf: empty without scipy
         assert (r["numpy_ms"] is None) == (r["op"] == "gelu")
     assert res["meta"]["versions"]["torch"] is None and res["meta"]["versions"]["scipy"] is None
-    table = bench.format_table(res)
+    table = report.format_table(res)
     assert "torch: not installed" in table and "scipy: not installed" in table
 
 
@@ -269,18 +269,17 @@ def _inputs(dtype=np.float64):
 def test_numpy_baselines_agree_with_fastact():
     pytest.importorskip("scipy.special")
     x, g = _inputs()
-    assert set(bench.NUMPY_FORWARD) == set(fastact.ACTIVATIONS) == set(bench.NUMPY_BACKWARD)
-    for name, f in bench.NUMPY_FORWARD.items():
-        np.testing.assert_allclose(f(x), fastact.ACTIVATIONS[name](x), rtol=1e-12, atol=1e-15, err_msg=name)
-    for name, f in bench.NUMPY_BACKWARD.items():
-        np.testing.assert_allclose(f(g, x), fastact.ACTIVATIONS[name].backward(g, x), rtol=1e-9, atol=1e-12,
+    table = baselines.COMPARISONS
+    for name, f in fastact.ACTIVATIONS.items():
+        np.testing.assert_allclose(table[name].numpy(x), f(x), rtol=1e-12, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(table[name].numpy_grad(g, x), f.backward(g, x), rtol=1e-9, atol=1e-12,
                                    err_msg=name)
     x2, g2 = x[:1000].reshape(4, 250), g[:1000].reshape(4, 250)
-    for name in bench.ROW_OPS:
+    for name in common.ROW_OPS:
         f = fastact.ROW_FUNCTIONS[name]
         y2 = f(x2)
-        np.testing.assert_allclose(bench.NUMPY_ROW_FORWARD[name](x2), y2, rtol=1e-12, atol=1e-300, err_msg=name)
-        np.testing.assert_allclose(bench.NUMPY_ROW_BACKWARD[name](g2, y2), f.backward(g2, y2),
+        np.testing.assert_allclose(table[name].numpy(x2), y2, rtol=1e-12, atol=1e-300, err_msg=name)
+        np.testing.assert_allclose(table[name].numpy_grad(g2, y2), f.backward(g2, y2),
                                    rtol=1e-9, atol=1e-12, err_msg=name)
 
 
@@ -288,20 +287,20 @@ def test_torch_peers_compute_the_same_function():
     torch = pytest.importorskip("torch")
     x, g = _inputs()
     tx, tg, to = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(np.empty_like(x))
-    names = list(fastact.ACTIVATIONS) + list(bench.ROW_OPS)
+    names = list(fastact.ACTIVATIONS) + list(common.ROW_OPS)
     covered = set()
     for name in names:
         f = fastact.FUNCTIONS[name]
-        xx, gg, oo = (tx, tg, to) if name not in bench.ROW_OPS else (
+        xx, gg, oo = (tx, tg, to) if name not in common.ROW_OPS else (
             tx[:1000].reshape(4, 250), tg[:1000].reshape(4, 250), to[:1000].reshape(4, 250))
         y = f(xx.numpy())
-        fwd, bwd = bench.torch_forward(torch, name), bench.torch_backward(torch, name)
+        fwd, bwd = baselines.torch_forward(torch, name), baselines.torch_backward(torch, name)
         if fwd is not None:
             covered.add((name, "forward"))
             np.testing.assert_allclose(fwd(xx, oo).numpy(), y, rtol=1e-7, atol=1e-14, err_msg=name)
         if bwd is not None:
             covered.add((name, "backward"))
-            if name in bench.ROW_OPS:
+            if name in common.ROW_OPS:
                 want = f.backward(gg.numpy(), y)
             else:
                 want = f.backward(gg.numpy(), xx.numpy())
@@ -315,33 +314,31 @@ def test_torch_peers_compute_the_same_function():
 
 def test_scipy_peers_compute_the_same_function():
     scipy = pytest.importorskip("scipy")
-    import scipy.special  # noqa: F401
+    pytest.importorskip("scipy.special")
 
     x, _ = _inputs()
     for name in ("sigmoid", "log_sigmoid"):
         out = np.empty_like(x)
-        bench.scipy_forward(scipy, name)(x, out)
+        baselines.scipy_forward(scipy, name)(x, out)
         np.testing.assert_allclose(out, fastact.ACTIVATIONS[name](x), rtol=1e-12, err_msg=name)
     x2 = x[:1000].reshape(4, 250)
-    for name in bench.ROW_OPS:
-        got = bench.scipy_forward(scipy, name)(x2, np.empty_like(x2))
+    for name in common.ROW_OPS:
+        got = baselines.scipy_forward(scipy, name)(x2, np.empty_like(x2))
         np.testing.assert_allclose(got, fastact.ROW_FUNCTIONS[name](x2), rtol=1e-12, atol=1e-300, err_msg=name)
-    assert bench.scipy_forward(scipy, "relu") is None
+    assert baselines.scipy_forward(scipy, "relu") is None
 
 
 def test_call_overhead_report():
-    from fastact.bench import cli as bench
-
-    co = bench.call_overhead("float32", n=256, number=20, repeat=2)
+    co = cpu.call_overhead("float32", n=256, number=20, repeat=2)
     assert co["size"] == 256 and co["dtype"] == "float32"
-    assert set(co["ops"]) == set(bench.OVERHEAD_OPS)
+    assert set(co["ops"]) == set(cpu.OVERHEAD_OPS)
     assert co["np_negative_us"] > 0
     for v in co["ops"].values():
         assert v["us"] > 0 and np.isfinite(v["us"])
         assert v["ratio_to_np_negative"] == pytest.approx(v["us"] / co["np_negative_us"])
-    result = bench.run(["relu"], ("float32",), size=1 << 10, repeat=1, progress=False)
-    assert set(result["meta"]["call_overhead"]["ops"]) == set(bench.OVERHEAD_OPS)
-    assert "call overhead at 4096 float32 elements" in bench.format_table(result)
+    result = cpu.run(["relu"], ("float32",), size=1 << 10, repeat=1, progress=False)
+    assert set(result["meta"]["call_overhead"]["ops"]) == set(cpu.OVERHEAD_OPS)
+    assert "call overhead at 4096 float32 elements" in report.format_table(result)
 
 
 # ------------------------------------------------------------------ --device cuda
@@ -357,10 +354,10 @@ def _env_without_simulator():
 
 
 def test_bench_module_imports_no_gpu_library():
-    code = ("import sys, fastact, fastact.bench; "
+    code = ("import sys, fastact, fastact.bench.cli, fastact.bench.baselines; "
             "bad = [m for m in ('cupy', 'numba.cuda') if m in sys.modules]; "
             "assert not bad, bad; print('ok')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env_without_simulator())
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=_env_without_simulator())
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
 
 
@@ -368,7 +365,7 @@ def test_cli_cuda_without_a_gpu_measures_nothing():
     """The real check, in a process without the simulator: one line, exit 0."""
     cmd = [sys.executable, "-m", "fastact", "bench", "--device", "cuda", "--quick", "--ops", "relu"]
     env = _env_without_simulator()
-    r = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(cmd + ["--json"], check=False, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert set(res["meta"]) == CUDA_META_KEYS and res["meta"]["device"] == "cuda"
@@ -378,7 +375,7 @@ def test_cli_cuda_without_a_gpu_measures_nothing():
         return
     assert res["rows"] == [] and res["meta"]["reason"]
     assert "no CUDA GPU present" in r.stderr and "nothing measured" in r.stderr
-    t = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    t = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=120)
     assert t.returncode == 0
     lines = t.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fastact bench: no CUDA GPU present (")
@@ -388,21 +385,21 @@ def test_cli_cuda_without_a_gpu_measures_nothing():
 def test_cuda_unavailable_reasons(monkeypatch):
     from fastact.cuda import target as _cuda
 
-    real = bench.importlib.util.find_spec
+    real = cuda.importlib.util.find_spec
     if _cuda.simulated() and real("cupy") and real("numba_cuda"):
         # tests/conftest.py: the simulator is no GPU (checked after the imports)
-        assert "NUMBA_ENABLE_CUDASIM" in bench.cuda_unavailable()
+        assert "NUMBA_ENABLE_CUDASIM" in cuda.cuda_unavailable()
     for missing, word in (("cupy", "CuPy"), ("numba_cuda", "numba-cuda")):
-        monkeypatch.setattr(bench.importlib.util, "find_spec",
+        monkeypatch.setattr(cuda.importlib.util, "find_spec",
                             lambda name, *a, _m=missing: None if name == _m else object())
-        assert word in bench.cuda_unavailable() and "fastact[cuda]" in bench.cuda_unavailable()
+        assert word in cuda.cuda_unavailable() and "fastact[cuda]" in cuda.cuda_unavailable()
 
 
 def test_main_cuda_reports_the_reason(capsys, monkeypatch):
-    monkeypatch.setattr(bench, "cuda_unavailable", lambda: "test: no driver")
-    assert bench.main(["--device", "cuda"]) == 0
+    monkeypatch.setattr(cuda, "cuda_unavailable", lambda: "test: no driver")
+    assert cli.main(["--device", "cuda"]) == 0
     assert capsys.readouterr().out == "fastact bench: no CUDA GPU present (test: no driver); nothing measured\n"
-    assert bench.main(["--device", "cuda", "--json", "--ops", "gelu,softmax", "--dtype", "float64"]) == 0
+    assert cli.main(["--device", "cuda", "--json", "--ops", "gelu,softmax", "--dtype", "float64"]) == 0
     out = capsys.readouterr()
     res = json.loads(out.out)
     assert res["rows"] == [] and res["meta"]["gpu"] is None and res["meta"]["reason"] == "test: no driver"
@@ -410,9 +407,9 @@ def test_main_cuda_reports_the_reason(capsys, monkeypatch):
     assert res["meta"]["size"] == 1 << 24 and res["meta"]["device"] == "cuda"
     assert "no CUDA GPU present" in out.err
     with pytest.raises(SystemExit, match="threads"):
-        bench.main(["--device", "cuda", "--threads", "2"])
+        cli.main(["--device", "cuda", "--threads", "2"])
     with pytest.raises(SystemExit, match="unknown op"):
-        bench.run_cuda(["nope"], progress=False)
+        cuda.run_cuda(["nope"], progress=False)
 
 
 class _FakeEvent:
@@ -447,18 +444,18 @@ def _fake_cupy():
 def test_run_cuda_rows_with_a_fake_device(monkeypatch, capsys):
     sp = pytest.importorskip("scipy.special")
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
-    monkeypatch.setattr(bench, "cuda_unavailable", lambda: None)
-    monkeypatch.setattr(bench, "_cupy_erf", lambda: sp.erf)
-    monkeypatch.setattr(bench, "CUDA_MAX_CALLS", 2)
+    monkeypatch.setattr(cuda, "cuda_unavailable", lambda: None)
+    monkeypatch.setattr(baselines, "_cupy_erf", lambda: sp.erf)
+    monkeypatch.setattr(cuda, "CUDA_MAX_CALLS", 2)
     ops = ["sigmoid", "softsign", "gelu", "softmax"]
-    res = bench.run_cuda(ops, ("float32", "float64"), size=SIZE, repeat=1, progress=False)
+    res = cuda.run_cuda(ops, ("float32", "float64"), size=SIZE, repeat=1, progress=False)
     meta, rows = res["meta"], res["rows"]
     assert set(meta) == CUDA_META_KEYS and meta["reason"] is None
     assert meta["gpu"] == {"name": "Fake GPU", "compute_capability": "9.0", "sm_count": 132, "memory_gib": 80.0}
     assert [(r["dtype"], r["op"], r["direction"]) for r in rows] == [
         (dt, op, d) for dt in ("float32", "float64") for op in ops for d in ("forward", "backward")]
     for r in rows:
-        assert set(r) == set(bench.CUDA_ROW_KEYS) and r["error"] is None, r
+        assert set(r) == set(cuda.CUDA_ROW_KEYS) and r["error"] is None, r
         assert _pos(r["median_ms"]) and 1 <= r["calls_per_sample"] <= 2
         moved = (2 if r["direction"] == "forward" else 3) * r["size"] * np.dtype(r["dtype"]).itemsize
         assert r["gb_per_s"] == pytest.approx(moved / (r["median_ms"] * 1e-3) / 1e9)
@@ -468,33 +465,33 @@ def test_run_cuda_rows_with_a_fake_device(monkeypatch, capsys):
         assert (r["cupy_ms"] is not None) == has_peer == (r["speedup_vs_cupy"] is not None), r
         assert r["shape"] == ([SIZE // 1024, 1024] if r["op"] == "softmax" else [SIZE])
     json.dumps(res, allow_nan=False)
-    table = bench.format_cuda_table(res)
+    table = report.format_cuda_table(res)
     for word in ("Fake GPU", "cc 9.0", "sigmoid", "softmax", "xcupy", "float64: copy"):
         assert word in table
 
 
 def test_run_cuda_reports_an_op_that_fails(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
-    monkeypatch.setattr(bench, "cuda_unavailable", lambda: None)
-    monkeypatch.setattr(bench, "CUDA_MAX_CALLS", 1)
-    monkeypatch.setattr(bench, "_with_out", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no GPU path")))
-    res = bench.run_cuda(["relu"], ("float32",), size=256, repeat=1, progress=False)
+    monkeypatch.setattr(cuda, "cuda_unavailable", lambda: None)
+    monkeypatch.setattr(cuda, "CUDA_MAX_CALLS", 1)
+    monkeypatch.setattr(cuda, "_with_out", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no GPU path")))
+    res = cuda.run_cuda(["relu"], ("float32",), size=256, repeat=1, progress=False)
     assert [r["error"] for r in res["rows"]] == ["RuntimeError: no GPU path"] * 2
     assert all(r["gb_per_s"] is None and r["roofline_fraction"] is None for r in res["rows"])
-    assert "error: RuntimeError: no GPU path" in bench.format_cuda_table(res)
+    assert "error: RuntimeError: no GPU path" in report.format_cuda_table(res)
 
 
 def test_cupy_formulas_compute_the_same_function(monkeypatch):
     """The CuPy peers' formulas, evaluated with NumPy standing in for CuPy."""
     sp = pytest.importorskip("scipy.special")
-    monkeypatch.setattr(bench, "_cupy_erf", lambda: sp.erf)
+    monkeypatch.setattr(baselines, "_cupy_erf", lambda: sp.erf)
     x, g = _inputs()
-    names = [n for n in fastact.ACTIVATIONS if bench.cupy_forward(np, n) is not None]
+    names = [n for n in fastact.ACTIVATIONS if baselines.cupy_forward(np, n) is not None]
     assert names == ["sigmoid", "tanh", "relu", "silu", "gelu"]
     for name in names:
         f = fastact.ACTIVATIONS[name]
-        np.testing.assert_allclose(bench.cupy_forward(np, name)(x), f(x), rtol=1e-12, atol=1e-15, err_msg=name)
-        np.testing.assert_allclose(bench.cupy_backward(np, name)(g, x), f.backward(g, x), rtol=1e-9, atol=1e-12,
+        np.testing.assert_allclose(baselines.cupy_forward(np, name)(x), f(x), rtol=1e-12, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(baselines.cupy_backward(np, name)(g, x), f.backward(g, x), rtol=1e-9, atol=1e-12,
                                    err_msg=name)
-    monkeypatch.setattr(bench, "_cupy_erf", lambda: None)
-    assert bench.cupy_forward(np, "gelu") is None and bench.cupy_backward(np, "gelu") is None
+    monkeypatch.setattr(baselines, "_cupy_erf", lambda: None)
+    assert baselines.cupy_forward(np, "gelu") is None and baselines.cupy_backward(np, "gelu") is None
