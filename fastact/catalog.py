@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from fastact.scalar import formulas as F
+from fastact.scalar import piecewise as P
 from fastact.scalar import formulas32 as F32
 
 INF = math.inf
@@ -89,9 +90,9 @@ ENTRIES = [
     Activation(
         name="identity",
         cheap=True,
-        forward=F.identity,
-        grad=F.identity_grad,
-        grad_y=F.identity_grad_y,
+        forward=P.identity,
+        grad=P.identity_grad,
+        grad_y=P.identity_grad_y,
         formula="x",
         grad_formula="1",
         grad_y_formula="1",
@@ -144,9 +145,9 @@ ENTRIES = [
     Activation(
         name="relu",
         cheap=True,
-        forward=F.relu,
-        grad=F.relu_grad,
-        grad_y=F.relu_grad_y,
+        forward=P.relu,
+        grad=P.relu_grad,
+        grad_y=P.relu_grad_y,
         formula="max(x, 0)",
         grad_formula="1 if x > 0 else 0",
         grad_y_formula="1 if y > 0 else 0",
@@ -160,9 +161,9 @@ ENTRIES = [
     Activation(
         name="relu6",
         cheap=True,
-        forward=F.relu6,
-        grad=F.relu6_grad,
-        grad_y=F.relu6_grad_y,
+        forward=P.relu6,
+        grad=P.relu6_grad,
+        grad_y=P.relu6_grad_y,
         formula="min(max(x, 0), 6)",
         grad_formula="1 if 0 < x < 6 else 0",
         grad_y_formula="1 if 0 < y < 6 else 0",
@@ -176,9 +177,9 @@ ENTRIES = [
     Activation(
         name="leaky_relu",
         cheap=True,
-        forward=F.leaky_relu,
-        grad=F.leaky_relu_grad,
-        grad_y=F.leaky_relu_grad_y,
+        forward=P.leaky_relu,
+        grad=P.leaky_relu_grad,
+        grad_y=P.leaky_relu_grad_y,
         params=(Param("negative_slope", 0.01, "slope for x <= 0", 0.2),),
         formula="x if x > 0 else negative_slope * x",
         grad_formula="1 if x > 0 else negative_slope",
@@ -302,8 +303,8 @@ ENTRIES = [
     ),
     Activation(
         name="softsign",
-        forward=F.softsign,
-        grad=F.softsign_grad,
+        forward=P.softsign,
+        grad=P.softsign_grad,
         grad_y=None,
         formula="x / (1 + |x|)",
         grad_formula="1 / (1 + |x|)^2",
@@ -316,9 +317,9 @@ ENTRIES = [
     Activation(
         name="hardtanh",
         cheap=True,
-        forward=F.hardtanh,
-        grad=F.hardtanh_grad,
-        grad_y=F.hardtanh_grad_y,
+        forward=P.hardtanh,
+        grad=P.hardtanh_grad,
+        grad_y=P.hardtanh_grad_y,
         params=(
             Param("min_val", -1.0, "lower clip value", -2.0),
             Param("max_val", 1.0, "upper clip value", 0.5),
@@ -337,8 +338,8 @@ ENTRIES = [
     Activation(
         name="hardsigmoid",
         cheap=True,
-        forward=F.hardsigmoid,
-        grad=F.hardsigmoid_grad,
+        forward=P.hardsigmoid,
+        grad=P.hardsigmoid_grad,
         grad_y=None,
         formula="0 if x <= -3, 1 if x >= 3, else x / 6 + 1 / 2",
         grad_formula="1/6 if -3 < x < 3 else 0",
@@ -351,8 +352,8 @@ ENTRIES = [
     Activation(
         name="hardswish",
         cheap=True,
-        forward=F.hardswish,
-        grad=F.hardswish_grad,
+        forward=P.hardswish,
+        grad=P.hardswish_grad,
         grad_y=None,
         formula="x * hardsigmoid(x) = x * min(max(x + 3, 0), 6) / 6",
         grad_formula="0 if x <= -3, 1 if x >= 3, else (2x + 3) / 6",

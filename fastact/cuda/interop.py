@@ -1,4 +1,6 @@
-"""GPU arrays in the public API: detection, views, streams, results.
+"""GPU arrays in the public API: detection, operands (``GpuArray``), views,
+streams, devices and allocation. The kernels that run on them are in
+``elementwise``, ``rows`` and ``layers``.
 
 An argument is a GPU array when it exposes ``__cuda_array_interface__``
 (CuPy arrays, PyTorch CUDA tensors, Numba device arrays, any other producer).
@@ -29,8 +31,8 @@ import sys
 
 import numpy as np
 
-from fastact.cuda import target as _cuda
-from fastact.functions.args import compute_dtypes, out_rule
+from fastact.cuda import target
+from fastact.functions.args import out_rule
 
 
 def is_gpu(obj):
@@ -92,8 +94,8 @@ def on_device(where, *objs):
                 stack.enter_context(sys.modules["cupy"].cuda.Device(dev))
             elif lib == "torch":
                 stack.enter_context(sys.modules["torch"].cuda.device(dev))
-            if not _cuda.simulated() and _cuda.cuda().get_current_device().id != dev:
-                stack.enter_context(_cuda.cuda().gpus[dev])
+            if not target.simulated() and target.cuda().get_current_device().id != dev:
+                stack.enter_context(target.cuda().gpus[dev])
         yield
 
 
@@ -186,7 +188,7 @@ class GpuArray:
         return True
 
 
-def _broadcast_strides(a, shape):
+def broadcast_strides(a, shape):
     """a's strides for a read at ``shape`` (0 where broadcast)."""
     pad = len(shape) - len(a.shape)
     out = [0] * pad
@@ -198,8 +200,8 @@ def _broadcast_strides(a, shape):
 def view(a, shape, strides):
     """A Numba device array over ``a``'s memory (zero copy) with ``shape`` /
     ``strides``; no synchronisation on the producer's stream."""
-    cuda = _cuda.cuda()
-    if _cuda.simulated():
+    cuda = target.cuda()
+    if target.simulated():
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
         if 0 in shape:
@@ -222,8 +224,8 @@ def view(a, shape, strides):
 
 def stream_for(arrays):
     """The stream to launch on: the producer's current stream."""
-    cuda = _cuda.cuda()
-    if _cuda.simulated():
+    cuda = target.cuda()
+    if target.simulated():
         return cuda.default_stream()
     a = arrays[0]
     ptr = None
@@ -251,7 +253,7 @@ def empty_like_input(a, shape, dtype, stream):
         tdt = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
                np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
         return torch.empty(shape, dtype=tdt, device=a.obj.device)
-    return _cuda.cuda().device_array(shape, dtype, stream=stream)
+    return target.cuda().device_array(shape, dtype, stream=stream)
 
 
 def operands(where, inputs):
@@ -269,7 +271,6 @@ def operands(where, inputs):
     return [o if isinstance(o, GpuArray) else GpuArray(where, o, n) for o, n in inputs]
 
 
-
 def check_out(where, out, shape, compute):
     """A GPU ``out=`` as a GpuArray, checked by the public functions' one
     ``out=`` rule (``fastact.functions.args.out_rule``)."""
@@ -283,74 +284,6 @@ def check_out(where, out, shape, compute):
     o = GpuArray(where, out, "out")
     out_rule(where, o.shape, o.readonly, o.dtype, shape, compute)
     return o
-
-
-def elementwise(where, entry, kind, inputs, out, params, nout=1, param_arrays=()):
-    """Run a catalog kernel on GPU operands; returns the result(s) in the
-    input's library. ``kind``: forward / backward / backward_y / gated /
-    gated_backward; ``params``: float values of the entry's parameters, or
-    ``param_arrays``: (obj, name) GPU arrays broadcast against the inputs."""
-    arrays = operands(where, list(inputs) + list(param_arrays))
-    try:
-        shape = tuple(np.broadcast_shapes(*[a.shape for a in arrays]))
-    except ValueError:
-        names = " and ".join(f"{n} shape {a.shape}" for a, (_, n) in zip(arrays, inputs))
-        raise ValueError(f"fastact.{where}: {names} do not broadcast") from None
-    compute, result = compute_dtypes(where, [a.dtype for a in arrays])
-    stream = stream_for(arrays)
-    if out is None:
-        outs_obj = [empty_like_input(arrays[0], shape, result, stream) for _ in range(nout)]
-        outs = [GpuArray(where, o, "out") for o in outs_obj]
-    else:
-        outs_obj = list(out) if isinstance(out, tuple) else [out]
-        outs = [check_out(where, o, shape, compute) for o in outs_obj]
-    # parameters rounded to the compute dtype, as the CPU ufunc receives them
-    pvals = [float(compute.type(v)) for v in params]
-    n = int(np.prod(shape, dtype=np.int64))
-    if n:
-        storage = result if out is None else outs[0].dtype
-        flat = all(a.shape == shape for a in arrays) and any(
-            all(x.contiguous(order) for x in arrays + outs) for order in "CF")
-        if flat:
-            vs = [view(a, (n,), (a.itemsize,)) for a in arrays + outs]
-            ndim = 1
-        else:
-            shp = shape
-            vs = [view(a, shp, _broadcast_strides(a, shape)) for a in arrays]
-            vs += [view(o, shp, o.strides) for o in outs]
-            ndim = len(shp)
-        k = _cuda.kernel(entry, kind, _kernel_dtype(compute, storage),
-                         len(pvals) + len(param_arrays), ndim, bool(param_arrays))
-        _cuda.launch(k, n, stream, *vs, *pvals)
-    return tuple(outs_obj) if nout > 1 else outs_obj[0]
-
-
-def _kernel_dtype(compute, storage):
-    # float16 storage computes in float32; the kernel's formula choice
-    # depends on the compute precision only
-    return np.dtype(np.float32) if compute == np.float32 else np.dtype(np.float64)
-
-
-def copy(where, a, stream, dtype=None):
-    """A C-contiguous GPU copy of ``a`` (in ``dtype``: float16/32/64 kept,
-    integers to float64), by the identity kernel: never via the host."""
-    from fastact.catalog import CATALOG
-
-    dtype = np.dtype(dtype or (a.dtype if a.dtype.kind == "f" else np.float64))
-    out = empty_like_input(a, a.shape, dtype, stream)
-    elementwise(where, CATALOG["identity"], "forward", [(a, "x")], out, [])
-    return GpuArray(where, out, "copy")
-
-
-def rows_view(where, a, ax, stream):
-    """(rows, n) GPU view of ``a`` with axis ``ax`` last, copied to a
-    contiguous array on the GPU where the layout allows no view."""
-    m = a.moved(ax)
-    r = m.rows()
-    if r is None:
-        c = copy(where, m, stream)
-        r = c.rows()
-    return r
 
 
 def device_view(a):
@@ -372,21 +305,3 @@ def halves(where, x, axis):
     shape = list(g.shape)
     shape[ax] = n // 2
     return g, ax, g.derive(shape, g.strides), g.derive(shape, g.strides, (n // 2) * g.strides[ax])
-
-
-def rows_out(where, o, ax, stream):
-    """(o2, finish): a (rows, n) GPU view of out ``o`` with axis ``ax`` last
-    to write into, and the call that completes the write (a GPU copy from a
-    contiguous temporary when ``o``'s layout allows no such view)."""
-    target = o.moved(ax)
-    o2 = target.rows()
-    if o2 is not None:
-        return o2, lambda: None
-    temp = GpuArray(where, empty_like_input(o, target.shape, o.dtype, stream), "out")
-
-    def finish():
-        from fastact.catalog import CATALOG
-
-        elementwise(where, CATALOG["identity"], "forward", [(temp, "x")], target, [])
-
-    return temp.rows(), finish

@@ -1,9 +1,9 @@
 """CUDA kernels of the non-elementwise layers: maxout (forward/backward) and
 PReLU's weight gradient (a per-channel compensated reduction).
 
-Built lazily like ``_cuda``'s kernels: nothing imports ``numba.cuda`` until a
-kernel is asked for; each kernel is compiled once per variant (kind and
-storage dtype) and kept in ``_kernels``.
+Built lazily like every kernel of the backend (``fastact.cuda.target``):
+nothing imports ``numba.cuda`` until a kernel is asked for; each kernel is
+compiled once per variant (kind and storage dtype), in a ``KernelTable``.
 
 Semantics are the CPU layers' (``fastact.maxout`` / ``prelu``), exactly:
 
@@ -32,36 +32,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastact.cuda import target as _cuda
+from fastact.cuda import target
 from fastact.scalar.eft import two_sum_err
-from fastact.scalar.registry import scalar
+from fastact.scalar.registry import KernelTable, scalar
 
-_kernels = {}
-#: ``numba.cuda`` once a kernel is built: the kernels name it as a module
-#: global (the simulator swaps globals bound to numba.cuda, not closures)
+_KERNELS = KernelTable()
+#: ``numba.cuda`` once a kernel is built (``target.bind``): the kernels name
+#: it as a module global
 cuda = None
-
-
-def _bind():
-    global cuda
-    if cuda is None:
-        cuda = _cuda.cuda()
 
 #: threads per block of the reduction (its shared arrays are this long)
 RED_THREADS = 256
-#: threads per block in the simulator (each one is a Python thread)
-SIM_THREADS = 16
-SIM_BLOCKS = 2
 
 _DTYPES = ("float16", "float32", "float64")
-
-
-def _compute_type(dtype):
-    """The comparison type of ``dtype`` storage: float32 for float16/float32
-    (exact for float16), float64 for float64."""
-    import numba
-
-    return numba.float64 if np.dtype(dtype) == np.float64 else numba.float32
 
 
 # ------------------------------------------------------------ kernel bodies
@@ -86,10 +69,7 @@ def group_argmax(x3, r, j, k):
     return best
 
 
-
 def _maxout_forward_fn(dtype):
-    _bind()
-
     def maxout_forward(x3, out2):
         i = cuda.grid(1)  # 64-bit
         step = cuda.gridsize(1)
@@ -108,8 +88,6 @@ def _maxout_forward_fn(dtype):
 
 
 def _maxout_backward_fn(dtype):
-    _bind()
-
     def maxout_backward(g2, x3, dx3):
         i = cuda.grid(1)
         step = cuda.gridsize(1)
@@ -132,7 +110,6 @@ def _maxout_backward_fn(dtype):
 def _prelu_dweight_fn(dtype):
     import numba
 
-    _bind()
     D = numba.float64
     NT = RED_THREADS
 
@@ -189,6 +166,7 @@ _FACTORIES = {
 
 def pyfunc(kind, dtype):
     """The Python kernel function of ``kind`` for ``dtype`` storage."""
+    target.bind(globals())
     return _FACTORIES[kind](np.dtype(dtype))
 
 
@@ -207,14 +185,7 @@ def signature(kind, dtype):
 
 def kernel(kind, dtype):
     """The lazily compiled ``@cuda.jit`` kernel of ``kind`` for ``dtype``."""
-    key = (kind, np.dtype(dtype))
-    k = _kernels.get(key)
-    if k is None:
-        with _cuda._lock:
-            k = _kernels.get(key)
-            if k is None:
-                k = _kernels[key] = _cuda.jit(pyfunc(kind, dtype))
-    return k
+    return _KERNELS.get((kind, np.dtype(dtype)), lambda: target.jit(pyfunc(kind, dtype)))
 
 
 def _check_dtype(where, *arrays):
@@ -239,7 +210,7 @@ def maxout_forward(x3, out2, stream):
         return out2
     if k < 1:
         raise ValueError("fastact.maxout: k must be >= 1")
-    _cuda.launch(kernel("maxout_forward", x3.dtype), n, stream, x3, out2)
+    target.launch(kernel("maxout_forward", x3.dtype), n, stream, x3, out2)
     return out2
 
 
@@ -253,7 +224,7 @@ def maxout_backward(g2, x3, dx3, stream):
     n = rows * groups
     if n == 0 or k == 0:
         return dx3
-    _cuda.launch(kernel("maxout_backward", x3.dtype), n, stream, g2, x3, dx3)
+    target.launch(kernel("maxout_backward", x3.dtype), n, stream, g2, x3, dx3)
     return dx3
 
 
@@ -264,19 +235,19 @@ def prelu_dweight(x2, g2, stream):
     if tuple(x2.shape) != tuple(g2.shape) or len(x2.shape) != 2:
         raise ValueError(f"fastact.prelu.backward: shapes {x2.shape} and {g2.shape} "
                          "must be the same (rows, channels)")
-    c = _cuda.cuda()
+    c = target.cuda()
     nch = x2.shape[1]
     out = c.device_array(nch, dtype=np.float64, stream=stream)
     if nch == 0:
         return out
-    if _cuda.simulated():
-        threads, blocks = SIM_THREADS, min(SIM_BLOCKS, nch)
+    if target.simulated():
+        threads, blocks = target.SIM_THREADS, min(target.SIM_BLOCKS, nch)
     else:
         sms = c.get_current_device().MULTIPROCESSOR_COUNT
         threads = RED_THREADS
-        blocks = max(1, min(nch, sms * _cuda.BLOCKS_PER_SM))
+        blocks = max(1, min(nch, sms * target.BLOCKS_PER_SM))
     k = kernel("prelu_dweight", np.result_type(x2.dtype, g2.dtype))
-    with _cuda.exact_fp():
+    with target.exact_fp():
         k[blocks, threads, stream](x2, g2, out)
     return out
 

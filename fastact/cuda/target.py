@@ -1,4 +1,14 @@
-"""CUDA backend: the catalog's formulas as ``@cuda.jit`` kernels, built lazily.
+"""The CUDA target: ``numba.cuda`` imported and set up for fastact's kernels,
+and how every kernel of the backend is built and launched.
+
+What lives here: the lazy import of ``numba.cuda`` (``cuda()``; the
+simulator switch ``simulated()`` and its shared-array fix), the
+registration of the scalar formulas for the CUDA target with libdevice
+primitives, FMA contraction off (``exact_fp``), launch bounds, ``jit`` /
+``compile_ptx`` (every kernel module builds through them), ``bind`` (the
+``cuda`` global kernel modules name), the grid-stride ``launch`` and the
+simulator's grid sizes. The kernels themselves are in ``elementwise``,
+``rows`` and ``layers``; GPU arrays in ``interop``.
 
 Nothing here imports ``numba.cuda`` until a GPU array reaches fastact (or a
 tool asks for PTX): ``import fastact`` and every CPU call work without
@@ -7,20 +17,16 @@ numba-cuda installed.
 One formula, two targets: a kernel calls the same scalar formula the CPU
 ufunc calls (``entry.forward`` / ``forward32`` / ``grad`` / ...). Per target
 only the math primitives differ: on CUDA the float64 ``exp``, ``expm1``,
-``log1p`` and ``tanh`` of ``_mathlib`` are libdevice's (<= 1 ulp, as accurate
-as the CPU layer and cheaper on a GPU); erf/erfc keep the vmath layer
-(libdevice's are 2 and 5 ulp, ours 0.7 and 0.8); float32 keeps the vmath32
-layer (libdevice's expf/tanhf/erff are 2 ulp, erfcf 4; ours <= 1).
+``log1p`` and ``tanh`` of ``fastact.scalar.mathlib`` are libdevice's (<= 1
+ulp, as accurate as the CPU layer and cheaper on a GPU); erf/erfc keep the
+vmath layer (libdevice's are 2 and 5 ulp, ours 0.7 and 0.8); float32 keeps
+the vmath32 layer (libdevice's expf/tanhf/erff are 2 ulp, erfcf 4; ours <= 1).
 
 Kernels are compiled with FMA contraction off (NVVM's default is on): the
 error-free transforms of the formulas (two-sums, Dekker products, the
 double-float steps of float32 sigmoid/silu) require ``a*b + c`` to round
-twice. Explicit fused multiply-adds (``_vmath_coeffs.fma``, libdevice) stay.
-
-Kernels are grid-stride loops with 64-bit indices (arrays over 2**31
-elements), one thread per element per step. Contiguous operands (all C- or
-all F-ordered, same shape) run the 1-D kernel; anything else (strides,
-broadcasting) the N-d kernel, which unravels the flat index.
+twice. Explicit fused multiply-adds (``fastact.scalar.generated.vmath_coeffs.fma``,
+libdevice) stay.
 
 In the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the same kernels run as
 Python, with the plain-Python formulas and primitives.
@@ -38,16 +44,27 @@ import numpy as np
 
 from fastact.scalar import registry as _jit
 
-_lock = threading.RLock()
 _cuda = None
 _local = threading.local()  # .exact: compiling a fastact kernel (FMA contraction off)
-_kernels = {}
 
 #: threads per block of the elementwise kernels (full warps; 256 leaves
 #: the register file room for 8 blocks per SM at <= 32 registers)
 THREADS = 256
 #: grid-stride loops: at most this many blocks per SM
 BLOCKS_PER_SM = 32
+
+# The simulator runs each thread of a launch as a Python thread: its grids
+# are small, but more than one block so that grid-stride steps (and, for the
+# row kernels, merges across warps) are exercised.
+#: simulated threads per block (elementwise kernels, prelu's reduction)
+SIM_THREADS = 16
+#: simulated threads per block of kernels that work in whole warps: two warps
+SIM_WARP_THREADS = 64
+#: simulated blocks per launch at most
+SIM_BLOCKS = 2
+#: ``sys.setswitchinterval`` during a simulated launch whose threads exchange
+#: values across the warp: each exchange hands the GIL to the warp's others
+SIM_SWITCH_INTERVAL = 1e-4
 
 
 def simulated():
@@ -59,7 +76,9 @@ def cuda():
     """``numba.cuda``, imported and set up for fastact's kernels on first use."""
     global _cuda
     if _cuda is None:
-        with _lock:
+        # the compile lock: registering the formulas for the target must not
+        # interleave with a compilation in another thread
+        with _jit.COMPILE_LOCK:
             if _cuda is None:
                 from numba import cuda as c
 
@@ -168,14 +187,14 @@ def exact_fp():
 
 
 #: (max threads per block, min blocks per SM) for the kernels listed in
-#: ``_cuda_occupancy.FULL_OCCUPANCY``: 65536 registers / (256 x 8) = 32 each
+#: ``fastact.cuda.occupancy.FULL_OCCUPANCY``: 65536 registers / (256 x 8) = 32 each
 LAUNCH_BOUNDS = (THREADS, 8)
 
 
 def launch_bounds(name):
     """The ``launch_bounds`` of kernel ``name``: ``LAUNCH_BOUNDS`` where ptxas
     fits it in 32 registers without spilling (the generated list
-    ``_cuda_occupancy.FULL_OCCUPANCY``), else None (its natural register count)."""
+    ``fastact.cuda.occupancy.FULL_OCCUPANCY``), else None (its natural register count)."""
     from fastact.cuda.occupancy import FULL_OCCUPANCY
 
     return LAUNCH_BOUNDS if name in FULL_OCCUPANCY else None
@@ -200,134 +219,16 @@ def compile_ptx(pyfunc, sig, cc=(9, 0), bounds="auto"):
         return c.compile_ptx(pyfunc, sig, cc=cc, launch_bounds=lb)
 
 
-# ------------------------------------------------------------ kernel text
-# Kernels of variable arity are generated as source text (as Numba's own
-# vectorize does): CUDA kernels take no *args. The statements below are the
-# whole kernel body per kind; the formulas are the catalog's, bound by name.
-
-_BODY = {
-    # forward: y = f(x, *params) in the compute precision
-    "forward": ("o0[{i}] = f(W(i0[{i}]){params})",),
-    # backward: dx = grad * f'(x), the product in float64 (as the CPU ufunc)
-    "backward": ("o0[{i}] = D(i0[{i}]) * f(W(i1[{i}]){params})",),
-    # gated unit: y = f(a) * b (float64, as the CPU gated ufunc)
-    "gated": ("o0[{i}] = f(D(i0[{i}])) * D(i1[{i}])",),
-    # gated backward: (grad, a, b) -> (grad * b * f'(a), grad * f(a))
-    "gated_backward": (
-        "g = D(i0[{i}])",
-        "a = D(i1[{i}])",
-        "o0[{i}] = (g * D(i2[{i}])) * fp(a)",
-        "o1[{i}] = g * f(a)",
-    ),
-}
-_ARITY = {"forward": (1, 1), "backward": (2, 1), "gated": (2, 1), "gated_backward": (3, 2)}
+# ------------------------------------------------------------ kernels and launches
 
 
-def _source(name, kind, nparams, ndim, param_arrays=False):
-    """Source of the kernel ``name(i0.., o0.., p0..)``; ``ndim`` 1 is the
-    contiguous kernel (flat views), more is the strided N-d kernel.
-    ``param_arrays``: the parameters are arrays read like the inputs
-    (prelu's per-channel slope), placed after them."""
-    nin, nout = _ARITY[kind]
-    if param_arrays:
-        args = [f"i{k}" for k in range(nin + nparams)] + [f"o{k}" for k in range(nout)]
-        params = "".join(f", D(i{nin + k}[{{i}}])" for k in range(nparams))
-    else:
-        args = [f"i{k}" for k in range(nin)] + [f"o{k}" for k in range(nout)]
-        args += [f"p{k}" for k in range(nparams)]
-        params = "".join(f", p{k}" for k in range(nparams))
-    lines = [
-        f"def {name}({', '.join(args)}):",
-        "    i = cuda.grid(1)",  # 64-bit (mul.wide): no overflow past 2**31
-        "    step = cuda.gridsize(1)",
-        "    n = o0.size",
-        "    while i < n:",
-    ]
-    if ndim == 1:
-        idx = "i"
-    else:
-        # flat index -> N-d index over the output's shape (C order)
-        lines.append("        r = i")
-        for d in range(ndim - 1, 0, -1):
-            lines.append(f"        j{d} = r % o0.shape[{d}]")
-            lines.append(f"        r = r // o0.shape[{d}]")
-        lines.append("        j0 = r")
-        idx = "(" + ", ".join(f"j{d}" for d in range(ndim)) + ")"
-    for stmt in _BODY[kind]:
-        lines.append("        " + stmt.format(i=idx, params=params.format(i=idx)))
-    lines.append("        i += step")
-    return "\n".join(lines) + "\n"
-
-
-def _names(kind, dtype):
-    """(W, D): the compute-type constructor for ``dtype`` storage, and float64."""
-    import numba
-
-    w = numba.float64 if np.dtype(dtype) == np.float64 else numba.float32
-    return w, numba.float64
-
-
-def formula(entry, kind, dtype):
-    """(f, is_f32): the catalog's scalar formula a ``dtype`` kernel runs:
-    the float32 evaluation for float32/float16 storage where the catalog
-    has one (as the CPU float32 loop), else the float64 definition."""
-    dtype = np.dtype(dtype)
-    f64 = {"forward": entry.forward, "backward": entry.grad, "backward_y": entry.grad_y}[kind]
-    f32 = {"forward": entry.forward32, "backward": entry.grad32}.get(kind)
-    if f64 is None:
-        raise AttributeError(f"fastact.{entry.name} has no {kind} formula")
-    if dtype != np.float64 and f32 is not None:
-        return f32, True
-    return f64, False
-
-
-def pyfunc(entry, kind, dtype, nparams, ndim=1, param_arrays=False):
-    """The Python kernel function for ``entry``'s ``kind`` ("forward",
-    "backward", "backward_y", "gated", "gated_backward") with ``dtype``
-    storage, ``nparams`` parameters as scalar arguments."""
-    import numba
-
-    dtype = np.dtype(dtype)
-    if kind in ("gated", "gated_backward"):
-        f, fp, is32 = entry.forward, entry.grad, False
-    else:
-        f, is32 = formula(entry, kind, dtype)
-        fp = None
-    body_kind = "forward" if kind == "forward" else ("backward" if kind == "backward_y" else kind)
-    name = f"{entry.name}_{kind}_{dtype.name}_{ndim}d" + ("_pa" if param_arrays else "")
-    src = _source(name, body_kind, nparams, ndim, param_arrays)
-    w = numba.float32 if is32 else numba.float64
-    ns = {"cuda": cuda(), "f": f, "fp": fp, "W": w, "D": numba.float64}
-    exec(compile(src, f"<fastact.cuda {name}>", "exec"), ns)
-    fn = ns[name]
-    fn.__fastact_source__ = src
-    return fn
-
-
-def signature(kind, dtype, nparams, ndim=1, param_arrays=False):
-    """The Numba signature of a kernel of ``pyfunc`` (all arrays ``dtype``;
-    parameters float64)."""
-    nin, nout = _ARITY["forward" if kind == "forward" else
-                      ("backward" if kind == "backward_y" else kind)]
-    t = {np.dtype(np.float16): "float16", np.dtype(np.float32): "float32",
-         np.dtype(np.float64): "float64"}[np.dtype(dtype)]
-    arr = f"{t}[::1]" if ndim == 1 else f"{t}[{', '.join([':'] * ndim)}]"
-    if param_arrays:
-        return f"void({', '.join([arr] * (nin + nparams + nout))})"
-    return f"void({', '.join([arr] * (nin + nout) + ['float64'] * nparams)})"
-
-
-def kernel(entry, kind, dtype, nparams, ndim, param_arrays=False):
-    """The lazily compiled ``@cuda.jit`` kernel (specialized on first launch)."""
-    key = (entry.name, kind, np.dtype(dtype), nparams, ndim, param_arrays)
-    k = _kernels.get(key)
-    if k is None:
-        with _lock:
-            k = _kernels.get(key)
-            if k is None:
-                fn = pyfunc(entry, kind, dtype, nparams, ndim, param_arrays)
-                k = _kernels[key] = jit(fn)
-    return k
+def bind(namespace):
+    """Set ``namespace["cuda"]`` (a kernel module's ``globals()``) to
+    ``numba.cuda``, once. Kernels written as Python functions name ``cuda``
+    as a module global, not a closure variable: the simulator runs a kernel
+    with the globals bound to ``numba.cuda`` swapped for its fake module."""
+    if namespace.get("cuda") is None:
+        namespace["cuda"] = cuda()
 
 
 def launch(k, n, stream, *args):
@@ -336,41 +237,10 @@ def launch(k, n, stream, *args):
     if n == 0:
         return
     if simulated():
-        # each simulated thread is a Python thread: few, and more than one
-        # block so that the grid-stride step is exercised
-        threads, blocks = 16, min(2, -(-n // 16))
+        threads, blocks = SIM_THREADS, min(SIM_BLOCKS, -(-n // SIM_THREADS))
     else:
         sms = c.get_current_device().MULTIPROCESSOR_COUNT
         threads = THREADS
         blocks = max(1, min(-(-n // THREADS), sms * BLOCKS_PER_SM))
     with exact_fp():
         k[blocks, threads, stream](*args)
-
-
-# ------------------------------------------------------------ enumeration
-
-
-def kernel_specs(dtypes=("float16", "float32", "float64")):
-    """Every elementwise kernel fastact can launch, for PTX checks:
-    yields (name, pyfunc, signature), the contiguous (1-d) kernels of every
-    catalog entry and kind, with the catalog's parameter count, plus the
-    strided (2-d) variant of each forward kernel and the gated units."""
-    from fastact.catalog import CATALOG, ENTRIES
-
-    for e in ENTRIES:
-        kinds = ["forward", "backward"] + (["backward_y"] if e.grad_y is not None else [])
-        for kind in kinds:
-            for dt in dtypes:
-                for ndim in (1, 2) if kind == "forward" else (1,):
-                    fn = pyfunc(e, kind, dt, len(e.params), ndim)
-                    yield fn.__name__, fn, signature(kind, dt, len(e.params), ndim)
-    leaky = CATALOG["leaky_relu"]  # prelu: the slope as a broadcast array
-    for kind in ("forward", "backward"):
-        for dt in dtypes:
-            fn = pyfunc(leaky, kind, dt, 1, 2, param_arrays=True)
-            yield fn.__name__, fn, signature(kind, dt, 1, 2, param_arrays=True)
-    for name in ("silu", "gelu", "gelu_tanh"):
-        for kind in ("gated", "gated_backward"):
-            for dt in dtypes:
-                fn = pyfunc(CATALOG[name], kind, dt, 0, 1)
-                yield fn.__name__, fn, signature(kind, dt, 0, 1)

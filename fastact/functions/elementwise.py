@@ -19,6 +19,7 @@ from fastact.catalog import ENTRIES, Activation
 from fastact.cpu import threads as _threads
 from fastact.cpu import ufuncs as _cpu
 from fastact.cuda import interop as _gpu
+from fastact.cuda import elementwise as gpu_kernels
 from fastact.functions import args
 from fastact.functions.args import EXTOBJ, QUIET, quiet_call
 from fastact.functions.docstrings import docstring
@@ -97,7 +98,7 @@ class ActivationFunction:
             if mask is not True:
                 raise TypeError(f"fastact.{where}: where= is not supported for GPU arrays")
             with _gpu.on_device(where, out, *(a for a, _ in inputs)):
-                return _gpu.elementwise(where, self._entry, kind, inputs, out, params)
+                return gpu_kernels.elementwise(where, self._entry, kind, inputs, out, params)
         res = self._run_ufunc(kind, where, inputs, out, mask, params)
         if out is None and isinstance(res, np.ndarray) and res.ndim == 0:
             return res[()]  # a NumPy scalar, as NumPy's ufuncs return for 0-d input

@@ -17,6 +17,7 @@ from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cpu import gufuncs as _cpu
 from fastact.cuda import interop as _gpu
+from fastact.cuda import elementwise as gpu_kernels
 from fastact.functions import args
 from fastact.functions.args import quiet_call
 from fastact.catalog import CATALOG
@@ -71,7 +72,7 @@ class GatedFunction:
             with _gpu.on_device(name, a, b, out):
                 if b is None:
                     _, _, a, b = _gpu.halves(name, a, axis)
-                return _gpu.elementwise(name, entry, "gated", [(a, "a"), (b, "b")], out, [])
+                return gpu_kernels.elementwise(name, entry, "gated", [(a, "a"), (b, "b")], out, [])
         if b is None:
             _, _, a, b, _, _ = _split(name, a, axis)
         a = args.as_array(name, a, "a")
@@ -135,10 +136,10 @@ class GatedFunction:
             compute, _ = args.compute_dtypes(name, [ga, x])
             dx = _gpu.empty_like_input(x, x.shape, x.dtype if x.dtype.kind == "f" else compute, _gpu.stream_for([x]))
             _, ax, da, db = _gpu.halves(name, dx, axis)
-            _gpu.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
+            gpu_kernels.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
                              (da, db), [], nout=2)
             return dx
-        return _gpu.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
+        return gpu_kernels.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
                                 None, [], nout=2)
 
 

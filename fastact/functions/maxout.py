@@ -18,6 +18,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cuda import interop as _gpu
+from fastact.cuda import elementwise as gpu_kernels
 from fastact.functions import args
 
 
@@ -112,8 +113,8 @@ Examples
         n = xg.shape[ax]
         stream = stream or _gpu.stream_for([xg])
         if xg.dtype.kind != "f":  # integers: compared in float64, as on the CPU
-            xg = _gpu.copy(where, xg, stream)
-        r = _gpu.rows_view(where, xg, ax, stream)
+            xg = gpu_kernels.copy(where, xg, stream)
+        r = gpu_kernels.rows_view(where, xg, ax, stream)
         x3 = r.derive((r.shape[0], n // k, k), (r.strides[0], k * r.strides[1], r.strides[1]))
         return xg, ax, k, x3, stream
 
@@ -128,7 +129,7 @@ Examples
         else:
             o = _gpu.check_out("maxout", out, shape, xg.dtype)
         if o.size:
-            o2, finish = _gpu.rows_out("maxout", o, ax, stream)
+            o2, finish = gpu_kernels.rows_out("maxout", o, ax, stream)
             _cuda_misc.maxout_forward(_gpu.device_view(x3), _gpu.device_view(o2), stream)
             finish()
         return o.obj if out is None else out
@@ -147,8 +148,8 @@ Examples
         dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
         dx = _gpu.GpuArray(where, _gpu.empty_like_input(xg, xg.shape, dtype, stream), "dx")
         if dx.size:
-            g2 = _gpu.rows_view(where, gg, ax, stream)
-            d2, finish = _gpu.rows_out(where, dx, ax, stream)
+            g2 = gpu_kernels.rows_view(where, gg, ax, stream)
+            d2, finish = gpu_kernels.rows_out(where, dx, ax, stream)
             d3 = d2.derive(x3.shape, (d2.strides[0], k * d2.strides[1], d2.strides[1]))
             _cuda_misc.maxout_backward(_gpu.device_view(g2), _gpu.device_view(x3),
                                        _gpu.device_view(d3), stream)

@@ -21,6 +21,7 @@ from numpy.lib.array_utils import normalize_axis_index
 from fastact.cpu import layers as cpu_layers
 from fastact.cpu import ufuncs as _cpu
 from fastact.cuda import interop as _gpu
+from fastact.cuda import elementwise as gpu_kernels
 from fastact.functions.elementwise import ACTIVATIONS
 from fastact.functions import args
 from fastact.functions.args import quiet_call
@@ -100,8 +101,8 @@ Examples
             with _gpu.on_device("prelu", x, weight, out):
                 xg, _, wb, ws, _ = self._gpu_weight("prelu", x, weight, axis)
                 if wb is None:
-                    return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [ws])
-                return _gpu.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [],
+                    return gpu_kernels.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [ws])
+                return gpu_kernels.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [],
                                         param_arrays=[(wb, "weight")])
         x = args.as_array("prelu", x, "x")
         ax = _axis("prelu", x, axis)
@@ -157,15 +158,15 @@ Examples
         if gg.shape != xg.shape:
             raise ValueError(f"fastact.{where}: grad shape {gg.shape} != x shape {xg.shape}")
         if wb is None:
-            dx = _gpu.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [ws])
+            dx = gpu_kernels.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [ws])
         else:
-            dx = _gpu.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [],
+            dx = gpu_kernels.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [],
                                   param_arrays=[(wb, "weight")])
         stream = _gpu.stream_for([xg])
         per_channel = wb is not None and len(w.shape) == 1 and w.shape[0] > 1
         if per_channel:
-            x2 = _gpu.rows_view(where, xg, ax, stream)
-            g2 = _gpu.rows_view(where, gg, ax, stream)
+            x2 = gpu_kernels.rows_view(where, xg, ax, stream)
+            g2 = gpu_kernels.rows_view(where, gg, ax, stream)
         else:  # one weight: every element in one channel
             x2, g2 = _flat(where, xg, stream), _flat(where, gg, stream)
         dw64 = _cuda_misc.prelu_dweight(_gpu.device_view(x2), _gpu.device_view(g2), stream)
@@ -175,14 +176,14 @@ Examples
         dwg = _gpu.empty_like_input(xg, shape, result, stream)
         d = _gpu.operands(where, [(dw64, "dweight")])[0]
         d = d.derive(shape, (d.itemsize,) * len(shape))
-        _gpu.elementwise(where, _ACT_IDENTITY, "forward", [(d, "dweight")], dwg, [])
+        gpu_kernels.elementwise(where, _ACT_IDENTITY, "forward", [(d, "dweight")], dwg, [])
         return dx, dwg
 
 
 def _flat(where, a, stream):
     """(size, 1) GPU view of a (copied to contiguous first if strided)."""
     if not a.contiguous("C"):
-        a = _gpu.copy(where, a, stream)
+        a = gpu_kernels.copy(where, a, stream)
     return a.derive((a.size, 1), (a.itemsize, a.itemsize))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from fastact.cpu import gufuncs as _cpu
 from fastact.cuda import interop as _gpu
+from fastact.cuda import elementwise as gpu_kernels
 from fastact.scalar import rows as K
 from fastact.scalar import rows32 as K32
 from fastact.cpu import threads as _threads
@@ -32,15 +33,15 @@ def _call_rows_gpu(name, arrays, axis, out, where_name):
     compute, result = args.compute_dtypes(where_name, [a.dtype for a in ins])
     stream = _gpu.stream_for(ins)
     # one storage dtype for every operand (float16 stays float16)
-    ins = [a if a.dtype == result else _gpu.copy(where_name, a, stream, result) for a in ins]
+    ins = [a if a.dtype == result else gpu_kernels.copy(where_name, a, stream, result) for a in ins]
     if out is None:
         o = _gpu.GpuArray(where_name, _gpu.empty_like_input(ins[0], shape, result, stream), "out")
     else:
         o = _gpu.check_out(where_name, out, shape, compute)
     if o.size == 0:
         return o.obj if out is None else out
-    views = [_gpu.rows_view(where_name, a, ax, stream) for a in ins]
-    o2, finish = _gpu.rows_out(where_name, o, ax, stream)
+    views = [gpu_kernels.rows_view(where_name, a, ax, stream) for a in ins]
+    o2, finish = gpu_kernels.rows_out(where_name, o, ax, stream)
     _cuda_rows.run(name, [_gpu.device_view(v) for v in views], _gpu.device_view(o2), stream)
     finish()
     return o.obj if out is None else out

@@ -27,8 +27,6 @@ Why the less obvious lines are there is said next to them; the recurring tricks:
   catalog's mpmath references by ``fastact/devtools/gen_rootpolys.py``).
 """
 
-import math
-
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar.eft import two_prod_err, two_sum_err
 from fastact.scalar.registry import scalar
@@ -53,7 +51,6 @@ TWO_OVER_SQRT_PI = 1.1283791670955126
 # gelu-tanh: z = 2*sqrt(2/pi) * (x + 0.044715 x^3), both constants as double-doubles
 GT_C2_HI, GT_C2_LO = 1.5957691216057308, -9.96930880911092e-17
 GT_K_HI, GT_K_LO = 0.044715, 2.1960211427085595e-18
-ONE_SIXTH = 0.16666666666666666
 
 SILU_ROOT = ROOTS["silu"]
 MISH_ROOT = ROOTS["mish"]
@@ -72,24 +69,6 @@ def root_d(x, table):
     """d = x - root, one rounding: ``x - root_hi`` is exact inside the window
     (Sterbenz), so ``d * q(d)`` stays within a few ulps however close x is."""
     return (x - table[0]) - table[1]
-
-
-# ------------------------------------------------------------------ identity
-
-
-@scalar
-def identity(x):
-    return x
-
-
-@scalar
-def identity_grad(x):
-    return 1.0 if x == x else x
-
-
-@scalar
-def identity_grad_y(y):
-    return 1.0 if y == y else y
 
 
 # ------------------------------------------------------------------- sigmoid
@@ -142,93 +121,6 @@ def tanh_grad(x):
 @scalar
 def tanh_grad_y(y):
     return (1.0 - y) * (1.0 + y)
-
-
-# ---------------------------------------------------------------- relu family
-
-
-@scalar
-def relu(x):
-    if x > 0.0:
-        return x
-    if x <= 0.0:
-        return 0.0
-    return x
-
-
-@scalar
-def relu_grad(x):
-    if x > 0.0:
-        return 1.0
-    if x <= 0.0:
-        return 0.0
-    return x
-
-
-@scalar
-def relu_grad_y(y):
-    return relu_grad(y)
-
-
-@scalar
-def relu6(x):
-    if x >= 6.0:
-        return 6.0
-    return relu(x)
-
-
-@scalar
-def relu6_grad(x):
-    if x > 0.0 and x < 6.0:
-        return 1.0
-    return 0.0 if x == x else x
-
-
-@scalar
-def relu6_grad_y(y):
-    return relu6_grad(y)
-
-
-@scalar
-def leaky_relu(x, negative_slope):
-    if x > 0.0:
-        return x
-    return x * negative_slope
-
-
-@scalar
-def leaky_relu_grad(x, negative_slope):
-    if x > 0.0:
-        return 1.0
-    if x <= 0.0:
-        return negative_slope
-    return x
-
-
-@scalar
-def leaky_relu_grad_y(y, negative_slope):
-    return leaky_relu_grad(y, negative_slope)
-
-
-@scalar
-def hardtanh(x, min_val, max_val):
-    if x < min_val:
-        return min_val
-    if x > max_val:
-        return max_val
-    return x
-
-
-@scalar
-def hardtanh_grad(x, min_val, max_val):
-    if x > min_val and x < max_val:
-        return 1.0
-    return 0.0 if x == x else x
-
-
-@scalar
-def hardtanh_grad_y(y, min_val, max_val):
-    return hardtanh_grad(y, min_val, max_val)
 
 
 # ----------------------------------------------------------------- elu family
@@ -357,66 +249,6 @@ def log_sigmoid_grad(x):
         e = exp(-x)
         return e / (1.0 + e)
     return 1.0 / (1.0 + exp(x))
-
-
-# ------------------------------------------------------------------ softsign
-
-
-@scalar
-def softsign(x):
-    ax = abs(x)
-    # 1/(1 + 1/|x|): monotone roundings only (x/(1+|x|) wobbles by an ulp), and
-    # +-inf -> +-1 without inf/inf. Vectorized code also evaluates this for the
-    # lanes that return x below; "+ 1e-300" (a no-op for |x| >= 1e-17) keeps
-    # 1/|x| finite there. A max() clamp would not: LLVM drops it, knowing
-    # |x| >= 1e-17 on this path.
-    r = 1.0 / (1.0 + 1.0 / (ax + 1e-300))
-    if ax < 1e-17 or x != x:
-        return x  # x/(1+|x|) rounds to x for |x| < 2**-54; NaN stays NaN
-    return math.copysign(r, x)
-
-
-@scalar
-def softsign_grad(x):
-    r = 1.0 / (1.0 + abs(x))  # (1+|x|)^2 would overflow where the result is normal
-    return r * r
-
-
-# -------------------------------------------------------------- hard sigmoid
-
-
-@scalar
-def hardsigmoid(x):
-    if x <= -3.0:
-        return 0.0
-    if x >= 3.0:
-        return 1.0
-    return (x + 3.0) / 6.0  # x/6 + 1/2 would cancel near x = -3
-
-
-@scalar
-def hardsigmoid_grad(x):
-    if x > -3.0 and x < 3.0:
-        return ONE_SIXTH
-    return 0.0 if x == x else x
-
-
-@scalar
-def hardswish(x):
-    if x <= -3.0:
-        return 0.0
-    if x >= 3.0:
-        return x
-    return x * (x + 3.0) / 6.0
-
-
-@scalar
-def hardswish_grad(x):
-    if x <= -3.0:
-        return 0.0
-    if x >= 3.0:
-        return 1.0
-    return (2.0 * x + 3.0) / 6.0  # exact numerator near the root x = -1.5
 
 
 # ---------------------------------------------------------------------- silu

@@ -146,7 +146,7 @@ def row_stats(x):
 
 
 @scalar
-def _fill_nan(out):
+def fill_nan(out):
     for i in range(out.shape[0]):
         out[i] = math.nan
 
@@ -198,7 +198,7 @@ def log_softmax_backward_elem(g, y, s, c):
 def softmax_row(x, out):
     m, rest, ok = row_stats(x)
     if not ok:
-        _fill_nan(out)
+        fill_nan(out)
         return
     norm = 1.0 + rest
     for i in range(x.shape[0]):
@@ -209,7 +209,7 @@ def softmax_row(x, out):
 def log_softmax_row(x, out):
     m, rest, ok = row_stats(x)
     if not ok:
-        _fill_nan(out)
+        fill_nan(out)
         return
     lse = log1p(rest)
     for i in range(x.shape[0]):

@@ -38,10 +38,10 @@ from fastact.scalar.eft import two_sum_err
 from fastact.scalar.registry import scalar
 from fastact.scalar.mathlib import exp
 from fastact.scalar.mathlib32 import expf
-from fastact.scalar.rows import NEG_INF, _fill_nan, log_softmax_backward_row, softmax_backward_row
+from fastact.scalar.rows import NEG_INF, fill_nan, log_softmax_backward_row, softmax_backward_row
 
 @scalar(inline=True)
-def _exp_diff(x, m):
+def exp_diff(x, m):
     """exp(x - m) for float32 x <= m (m finite, x may be -inf), in float32:
     the rounding error of x - m is exact (two-sum) and carried to first order,
     exp(dh + dl) = e + e dl, because exp turns an error of size |d| ulp(1)
@@ -112,10 +112,10 @@ def log_softmax_elem32(v, m, lse):
 def softmax_row32(x, out):
     m, bad = row_max32(x)
     if bad or m == NEG_INF:
-        _fill_nan(out)
+        fill_nan(out)
         return
     for i in range(x.shape[0]):
-        out[i] = _exp_diff(x[i], m)
+        out[i] = exp_diff(x[i], m)
     inv = 1.0 / _sum(out)
     for i in range(x.shape[0]):
         out[i] = np.float32(np.float64(out[i]) * inv)
@@ -125,12 +125,12 @@ def softmax_row32(x, out):
 def log_softmax_row32(x, out):
     m, bad = row_max32(x)
     if bad or m == NEG_INF:
-        _fill_nan(out)
+        fill_nan(out)
         return
     # exp of every entry below the maximum (the maximum's own terms are the k)
     for i in range(x.shape[0]):
         v = x[i]
-        out[i] = _exp_diff(v, m) if v < m else np.float32(0.0)
+        out[i] = exp_diff(v, m) if v < m else np.float32(0.0)
     rest = _sum(out)
     k = 0
     for i in range(x.shape[0]):
@@ -146,7 +146,7 @@ def log_softmax_row32(x, out):
 # made of the terms a plain sum absorbs). Only a row with such an entry is
 # recomputed, by the float64 kernel of _rowkernels (compensated sums, exp as
 # a double-double where it cancels), rounded to float32 on the store.
-_CANCEL = 2.0**-20
+CANCEL = 2.0**-20
 
 
 @scalar
@@ -156,7 +156,7 @@ def softmax_backward_row32(g, y, out):
     for i in range(y.shape[0]):
         d = np.float64(g[i]) - s
         out[i] = np.float32(np.float64(y[i]) * d)
-        cancels += abs(d) <= _CANCEL * abs(s)
+        cancels += abs(d) <= CANCEL * abs(s)
     if cancels:
         softmax_backward_row(g, y, out)
 
@@ -171,6 +171,6 @@ def log_softmax_backward_row32(g, y, out):
         p = s * exp(np.float64(y[i]))
         r = np.float64(g[i]) - p
         out[i] = np.float32(r)
-        cancels += abs(r) < _CANCEL * abs(p)
+        cancels += abs(r) < CANCEL * abs(p)
     if cancels:
         log_softmax_backward_row(g, y, out)

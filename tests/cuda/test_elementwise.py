@@ -16,8 +16,9 @@ import pytest
 pytest.importorskip("numba.cuda")
 
 import fastact  # noqa: E402
-from fastact.cuda import target as _cuda
+from fastact.cuda import elementwise as _elementwise
 from fastact.cuda import interop as _gpu
+from fastact.cuda import target as _cuda
 from fastact.devtools import accuracy
 from fastact.catalog import ENTRIES  # noqa: E402
 from numba import cuda  # noqa: E402
@@ -251,12 +252,12 @@ def test_errors():
 
 def test_kernel_source_is_grid_stride_with_the_catalog_formula():
     e = fastact.gelu.catalog_entry
-    fn = _cuda.pyfunc(e, "forward", np.float32, 0, 1)
+    fn = _elementwise.pyfunc(e, "forward", np.float32, 0, 1)
     src = fn.__fastact_source__
     assert "cuda.grid(1)" in src and "i += step" in src
     assert fn.__globals__["f"] is e.forward32  # the float32 evaluation, not a copy
-    assert _cuda.pyfunc(e, "forward", np.float64, 0, 1).__globals__["f"] is e.forward
-    assert _cuda.pyfunc(fastact.relu.catalog_entry, "forward", np.float32, 0, 1).__globals__["f"] \
+    assert _elementwise.pyfunc(e, "forward", np.float64, 0, 1).__globals__["f"] is e.forward
+    assert _elementwise.pyfunc(fastact.relu.catalog_entry, "forward", np.float32, 0, 1).__globals__["f"] \
         is fastact.relu.catalog_entry.forward  # no float32 evaluation: widened to float64
 
 

@@ -4,8 +4,8 @@ mpmath, 64-bit indexing past 2**31 elements, arrays on a second device, and
 ``python -m fastact bench --device cuda``.
 
 Run with ``FASTACT_TEST_REAL_GPU=1 pytest tests/cuda/`` on a machine
-with an NVIDIA GPU (the simulator tests of test_cuda.py, test_cuda_rows.py and
-test_cuda_misc.py then run on the device too). Skipped everywhere else: CI
+with an NVIDIA GPU (the simulator tests of test_elementwise.py, test_rows.py
+and test_layers.py then run on the device too). Skipped everywhere else: CI
 has no GPU.
 """
 

@@ -1,0 +1,177 @@
+"""Scalar formulas of the piecewise activations: identity, the relu family,
+hardtanh, softsign, hardsigmoid and hardswish (no transcendental functions).
+
+Like ``formulas``, the only place these formulas are written; derivatives at
+kinks follow PyTorch (``relu'(0) = 0``, ``leaky_relu'(0) = negative_slope``).
+"""
+
+import math
+
+from fastact.scalar.registry import scalar
+
+ONE_SIXTH = 0.16666666666666666
+
+
+# ------------------------------------------------------------------ identity
+
+
+@scalar
+def identity(x):
+    return x
+
+
+@scalar
+def identity_grad(x):
+    return 1.0 if x == x else x
+
+
+@scalar
+def identity_grad_y(y):
+    return 1.0 if y == y else y
+
+
+# ---------------------------------------------------------------- relu family
+
+
+@scalar
+def relu(x):
+    if x > 0.0:
+        return x
+    if x <= 0.0:
+        return 0.0
+    return x
+
+
+@scalar
+def relu_grad(x):
+    if x > 0.0:
+        return 1.0
+    if x <= 0.0:
+        return 0.0
+    return x
+
+
+@scalar
+def relu_grad_y(y):
+    return relu_grad(y)
+
+
+@scalar
+def relu6(x):
+    if x >= 6.0:
+        return 6.0
+    return relu(x)
+
+
+@scalar
+def relu6_grad(x):
+    if x > 0.0 and x < 6.0:
+        return 1.0
+    return 0.0 if x == x else x
+
+
+@scalar
+def relu6_grad_y(y):
+    return relu6_grad(y)
+
+
+@scalar
+def leaky_relu(x, negative_slope):
+    if x > 0.0:
+        return x
+    return x * negative_slope
+
+
+@scalar
+def leaky_relu_grad(x, negative_slope):
+    if x > 0.0:
+        return 1.0
+    if x <= 0.0:
+        return negative_slope
+    return x
+
+
+@scalar
+def leaky_relu_grad_y(y, negative_slope):
+    return leaky_relu_grad(y, negative_slope)
+
+
+@scalar
+def hardtanh(x, min_val, max_val):
+    if x < min_val:
+        return min_val
+    if x > max_val:
+        return max_val
+    return x
+
+
+@scalar
+def hardtanh_grad(x, min_val, max_val):
+    if x > min_val and x < max_val:
+        return 1.0
+    return 0.0 if x == x else x
+
+
+@scalar
+def hardtanh_grad_y(y, min_val, max_val):
+    return hardtanh_grad(y, min_val, max_val)
+
+
+# ------------------------------------------------------------------ softsign
+
+
+@scalar
+def softsign(x):
+    ax = abs(x)
+    # 1/(1 + 1/|x|): monotone roundings only (x/(1+|x|) wobbles by an ulp), and
+    # +-inf -> +-1 without inf/inf. Vectorized code also evaluates this for the
+    # lanes that return x below; "+ 1e-300" (a no-op for |x| >= 1e-17) keeps
+    # 1/|x| finite there. A max() clamp would not: LLVM drops it, knowing
+    # |x| >= 1e-17 on this path.
+    r = 1.0 / (1.0 + 1.0 / (ax + 1e-300))
+    if ax < 1e-17 or x != x:
+        return x  # x/(1+|x|) rounds to x for |x| < 2**-54; NaN stays NaN
+    return math.copysign(r, x)
+
+
+@scalar
+def softsign_grad(x):
+    r = 1.0 / (1.0 + abs(x))  # (1+|x|)^2 would overflow where the result is normal
+    return r * r
+
+
+# -------------------------------------------------------------- hard sigmoid
+
+
+@scalar
+def hardsigmoid(x):
+    if x <= -3.0:
+        return 0.0
+    if x >= 3.0:
+        return 1.0
+    return (x + 3.0) / 6.0  # x/6 + 1/2 would cancel near x = -3
+
+
+@scalar
+def hardsigmoid_grad(x):
+    if x > -3.0 and x < 3.0:
+        return ONE_SIXTH
+    return 0.0 if x == x else x
+
+
+@scalar
+def hardswish(x):
+    if x <= -3.0:
+        return 0.0
+    if x >= 3.0:
+        return x
+    return x * (x + 3.0) / 6.0
+
+
+@scalar
+def hardswish_grad(x):
+    if x <= -3.0:
+        return 0.0
+    if x >= 3.0:
+        return 1.0
+    return (2.0 * x + 3.0) / 6.0  # exact numerator near the root x = -1.5
