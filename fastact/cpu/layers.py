@@ -8,14 +8,13 @@ the helpers it calls (``two_sum_err``) recompiles it.
 import numpy as np
 
 from fastact.cpu.stamp import stamp
+from fastact.scalar.eft import two_sum_err
 from fastact.scalar.registry import KernelTable
 
 KERNELS = KernelTable()
 
 
 def _prelu_dweight(stamp):
-    from fastact.scalar.eft import two_sum_err
-
     def prelu_dweight(x2, g2, acc, comp):
         stamp  # noqa: B018
         # rows x channels; acc/comp: per-channel float64 sum and its compensation

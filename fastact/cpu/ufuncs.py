@@ -23,7 +23,6 @@ DUFUNCS = KernelTable()  # (name, kind) -> DUFunc
 _compiled = set()  # (name, kind, dtype)
 
 
-
 def _by_precision(f, f32):
     """A stub ``run(x, params)`` that evaluates ``f32(x, *params)`` when ``x`` is
     float32 and ``f32`` exists, else ``f(float64(x), *params)``.
@@ -157,7 +156,6 @@ def _runner(entry, kind):
     f32 = {"forward": entry.forward32, "backward": entry.grad32}.get(kind)
     names = [g.__module__ + "." + g.__qualname__ for g in (f, f32) if g is not None]
     return _by_precision(f, f32), ":".join([stamp()] + names)
-
 
 
 def named(kernel, name):

@@ -32,7 +32,7 @@ import sys
 import numpy as np
 
 from fastact.cuda import target
-from fastact.functions.args import out_rule
+from fastact.functions.args import half_axis, out_rule
 
 
 def is_gpu(obj):
@@ -293,15 +293,8 @@ def device_view(a):
 
 def halves(where, x, axis):
     """(x, ax, a, b): a GPU array split in two halves along ``axis`` (views)."""
-    from numpy.lib.array_utils import normalize_axis_index
-
     g = operands(where, [(x, "x")])[0]
-    if not g.shape:
-        raise ValueError(f"fastact.{where}: a single input needs at least 1 dimension")
-    ax = normalize_axis_index(axis, len(g.shape))
-    n = g.shape[ax]
-    if n % 2:
-        raise ValueError(f"fastact.{where}: axis {axis} has odd length {n}; it must split in two halves")
+    ax, half = half_axis(where, g.shape, axis)
     shape = list(g.shape)
-    shape[ax] = n // 2
-    return g, ax, g.derive(shape, g.strides), g.derive(shape, g.strides, (n // 2) * g.strides[ax])
+    shape[ax] = half
+    return g, ax, g.derive(shape, g.strides), g.derive(shape, g.strides, half * g.strides[ax])

@@ -4,7 +4,6 @@ read its register / spill / stack report (used by ``gen_gpu_doc``)."""
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 import pathlib
 import re

@@ -3,8 +3,10 @@
 One rule each: array conversion (``as_array``), the dtype rule
 (``compute_dtypes``), the ``out=`` checks (``check_out`` for host arrays,
 ``out_rule`` for any array's fields, used by the GPU path too), the shape
-rules of two-operand row functions (``row_axis``), and calling a kernel with
-NumPy's floating-point warnings quieted (``quiet_call``).
+rules of row functions (``row_axis``), of the split form of the gated units
+(``half_axis``) and of prelu's channel weight (``channel_axis``,
+``check_weight_shape``), and calling a kernel with NumPy's floating-point
+warnings quieted (``quiet_call``).
 
 dtype rule: float32 and float64 are preserved; float16 is computed in
 float32 and stored as float16; bool and integer inputs compute in float64
@@ -95,6 +97,38 @@ def row_axis(where, shapes, axis, names=("grad", "y")):
     if ndim == 0:
         raise ValueError(f"fastact.{where}: needs at least 1 dimension, got a 0-d array")
     return normalize_axis_index(axis, ndim)
+
+
+def half_axis(where, shape, axis):
+    """(ax, half): the normalized ``axis`` of an array of ``shape`` split in
+    two halves along it (a gated unit's ``[a | b]`` form), and the halves' length."""
+    if len(shape) == 0:
+        raise ValueError(f"fastact.{where}: a single input needs at least 1 dimension")
+    ax = normalize_axis_index(axis, len(shape))
+    n = shape[ax]
+    if n % 2:
+        raise ValueError(f"fastact.{where}: axis {axis} has odd length {n}; it must split in two halves")
+    return ax, n // 2
+
+
+def channel_axis(ndim, axis):
+    """prelu's channel axis of an ``ndim``-d input, or None: like PyTorch,
+    inputs with fewer than 2 dimensions have no channel axis under the
+    default axis=1 (one weight)."""
+    if ndim < 2 and axis == 1:
+        return None
+    return normalize_axis_index(axis, ndim)
+
+
+def check_weight_shape(where, wshape, shape, ax):
+    """prelu's weight: a scalar or a 1-D array of length 1 or ``shape[ax]``."""
+    nch = 1 if ax is None else shape[ax]
+    if len(wshape) > 1 or (len(wshape) == 1 and wshape[0] not in (1, nch)):
+        what = "(x has no channel axis)" if ax is None else f"(x.shape[{ax}])"
+        raise ValueError(
+            f"fastact.{where}: weight must be a scalar or a 1-D array of length 1 or "
+            f"{nch} {what}, got shape {tuple(wshape)}"
+        )
 
 
 try:  # NumPy 2's error-state context variable: setting it directly costs

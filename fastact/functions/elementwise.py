@@ -6,7 +6,7 @@ derivative is a function of the output, ``.backward_from_output(grad, y, ...)``.
 ``.ufunc`` / ``.backward_ufunc`` / ``.backward_from_output_ufunc`` are the
 underlying real ``np.ufunc`` objects (parameters are extra ufunc inputs).
 
-Argument rules (dtypes, ``out=``) are ``fastact.functions.args``'; the
+Argument rules (dtypes, ``out=``) live in ``fastact.functions.args``; the
 docstrings come from ``fastact.functions.docstrings``. Large arrays run in
 chunks on ``fastact.cpu.threads``; GPU arrays go to ``fastact.cuda``.
 """

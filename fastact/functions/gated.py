@@ -13,7 +13,6 @@ b = second half, the layout of LLM MLPs whose up-projection is
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cpu import gufuncs as _cpu
 from fastact.cuda import interop as _gpu
@@ -25,16 +24,11 @@ from fastact.catalog import CATALOG
 
 def _split(where, x, axis):
     x = args.as_array(where, x, "x")
-    if x.ndim == 0:
-        raise ValueError(f"fastact.{where}: a single input needs at least 1 dimension")
-    ax = normalize_axis_index(axis, x.ndim)
-    n = x.shape[ax]
-    if n % 2:
-        raise ValueError(f"fastact.{where}: axis {axis} has odd length {n}; it must split in two halves")
+    ax, half = args.half_axis(where, x.shape, axis)
     idx_a = [slice(None)] * x.ndim
     idx_b = [slice(None)] * x.ndim
-    idx_a[ax] = slice(0, n // 2)
-    idx_b[ax] = slice(n // 2, n)
+    idx_a[ax] = slice(0, half)
+    idx_b[ax] = slice(half, 2 * half)
     return x, ax, x[tuple(idx_a)], x[tuple(idx_b)], tuple(idx_a), tuple(idx_b)
 
 
@@ -127,7 +121,6 @@ class GatedFunction:
             return da.astype(result), db.astype(result)
         return da, db
 
-
     @staticmethod
     def _backward_gpu(name, entry, grad, a, b, axis):
         if b is None:  # dx of x's shape, its two halves written in place
@@ -137,10 +130,10 @@ class GatedFunction:
             dx = _gpu.empty_like_input(x, x.shape, x.dtype if x.dtype.kind == "f" else compute, _gpu.stream_for([x]))
             _, ax, da, db = _gpu.halves(name, dx, axis)
             gpu_kernels.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
-                             (da, db), [], nout=2)
+                                    (da, db), [], nout=2)
             return dx
         return gpu_kernels.elementwise(name, entry, "gated_backward", [(grad, "grad"), (a, "a"), (b, "b")],
-                                None, [], nout=2)
+                                       None, [], nout=2)
 
 
 _DOC = """{name}(a, b=None, *, axis=-1, out=None{extra})

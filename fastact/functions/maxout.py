@@ -101,7 +101,6 @@ Examples
         np.put_along_axis(dg, idx[..., None], gm[..., None].astype(dtype, copy=False), axis=-1)
         return dx
 
-
     # ---------------------------------------------------------------- GPU
 
     @staticmethod

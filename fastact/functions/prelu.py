@@ -16,7 +16,6 @@ elements keeps its digits; NaN in x or grad propagates into dweight.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cpu import layers as cpu_layers
 from fastact.cpu import ufuncs as _cpu
@@ -31,25 +30,11 @@ _LEAKY = ACTIVATIONS["leaky_relu"].catalog_entry
 
 def _weight(where, weight, x, ax):
     w = args.as_array(where, weight, "weight")
-    nch = 1 if ax is None else x.shape[ax]
-    if w.ndim > 1 or (w.ndim == 1 and w.shape[0] not in (1, nch)):
-        what = "(x has no channel axis)" if ax is None else f"(x.shape[{ax}])"
-        raise ValueError(
-            f"fastact.{where}: weight must be a scalar or a 1-D array of length 1 or "
-            f"{nch} {what}, got shape {w.shape}"
-        )
+    args.check_weight_shape(where, w.shape, x.shape, ax)
     shape = [1] * x.ndim
     if w.ndim == 1 and ax is not None:
         shape[ax] = w.shape[0]
     return w, w.reshape(shape)
-
-
-def _axis(where, x, axis):
-    """The channel axis, or None: like PyTorch, inputs with fewer than 2
-    dimensions have no channel axis under the default axis=1 (one weight)."""
-    if x.ndim < 2 and axis == 1:
-        return None
-    return normalize_axis_index(axis, x.ndim)
 
 
 class PReLU:
@@ -78,7 +63,7 @@ Examples
         """(xg, ax, slope operand or None, scalar slope or None, w)."""
         xg = _gpu.operands(where, [(x, "x")])[0]
         nd = len(xg.shape)
-        ax = None if nd < 2 and axis == 1 else normalize_axis_index(axis, nd)
+        ax = args.channel_axis(nd, axis)
         if not _gpu.is_gpu(weight):
             w = args.as_array(where, weight, "weight")
             if w.size != 1 or w.ndim > 1:
@@ -86,11 +71,7 @@ Examples
                                 "pass a GPU weight (or a scalar)")
             return xg, ax, None, float(w.reshape(())), w
         w = _gpu.operands(where, [(weight, "weight")])[0]
-        nch = 1 if ax is None else xg.shape[ax]
-        if len(w.shape) > 1 or (len(w.shape) == 1 and w.shape[0] not in (1, nch)):
-            raise ValueError(
-                f"fastact.{where}: weight must be a scalar or a 1-D array of length 1 or "
-                f"{nch}, got shape {w.shape}")
+        args.check_weight_shape(where, w.shape, xg.shape, ax)
         shape, strides = [1] * nd, [0] * nd
         if len(w.shape) == 1 and ax is not None:
             shape[ax], strides[ax] = w.shape[0], w.strides[0]
@@ -103,9 +84,9 @@ Examples
                 if wb is None:
                     return gpu_kernels.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [ws])
                 return gpu_kernels.elementwise("prelu", _LEAKY, "forward", [(xg, "x")], out, [],
-                                        param_arrays=[(wb, "weight")])
+                                               param_arrays=[(wb, "weight")])
         x = args.as_array("prelu", x, "x")
-        ax = _axis("prelu", x, axis)
+        ax = args.channel_axis(x.ndim, axis)
         w, wb = _weight("prelu", weight, x, ax)
         compute, result = args.compute_dtypes("prelu", [x, w])
         uf = _cpu.ufunc(_LEAKY, "forward", compute)
@@ -122,7 +103,7 @@ Examples
         x = args.as_array(where, x, "x")
         if grad.shape != x.shape:
             raise ValueError(f"fastact.{where}: grad shape {grad.shape} != x shape {x.shape}")
-        ax = _axis(where, x, axis)
+        ax = args.channel_axis(x.ndim, axis)
         w, wb = _weight(where, weight, x, ax)
         compute, result = args.compute_dtypes(where, [grad, x, w])
         dx = quiet_call(_cpu.ufunc(_LEAKY, "backward", compute), grad, x, wb, dtype=compute)
@@ -149,7 +130,6 @@ Examples
         dw = dw.reshape(w.shape) if w.ndim else dw.reshape(())[()]
         return dx, dw
 
-
     def _backward_gpu(self, where, grad, x, weight, axis):
         from fastact.cuda import layers as _cuda_misc
 
@@ -161,7 +141,7 @@ Examples
             dx = gpu_kernels.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [ws])
         else:
             dx = gpu_kernels.elementwise(where, _LEAKY, "backward", [(gg, "grad"), (xg, "x")], None, [],
-                                  param_arrays=[(wb, "weight")])
+                                         param_arrays=[(wb, "weight")])
         stream = _gpu.stream_for([xg])
         per_channel = wb is not None and len(w.shape) == 1 and w.shape[0] > 1
         if per_channel:

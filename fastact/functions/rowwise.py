@@ -2,7 +2,7 @@
 
 Public functions: ``softmax(x, axis=-1, *, out=None)``, ``log_softmax``, and
 their ``.backward(grad, y, axis=-1, *, out=None)`` from the output y. The row
-kernels are in ``_rowkernels`` (one definition for every backend); here they
+kernels are in ``fastact.scalar.rows`` / ``rows32`` (one definition for every backend); here they
 become NumPy gufuncs ``(n)->(n)`` applied along ``axis`` with no copy of the
 input, in parallel over rows for large inputs.
 """

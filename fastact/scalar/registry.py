@@ -8,6 +8,8 @@ so it can be called from any Numba target (CPU ufuncs today, CUDA kernels
 later) while staying callable from plain Python (the CUDA simulator, debugging).
 """
 
+import threading
+
 _PENDING = []
 _INLINE = set()
 _REASSOC = set()
@@ -178,7 +180,6 @@ def ensure_registered():
 # lock: Numba's compiler is not re-entrant across targets, and two threads
 # asking for the same kernel must get one object.
 
-import threading  # noqa: E402
 
 COMPILE_LOCK = threading.RLock()
 
@@ -206,5 +207,5 @@ class KernelTable:
         with COMPILE_LOCK:
             self._built[key] = obj
 
-    def __contains__(self, key):
-        return key in self._built
+    def __len__(self):
+        return len(self._built)

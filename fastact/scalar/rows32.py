@@ -40,6 +40,7 @@ from fastact.scalar.mathlib import exp
 from fastact.scalar.mathlib32 import expf
 from fastact.scalar.rows import NEG_INF, fill_nan, log_softmax_backward_row, softmax_backward_row
 
+
 @scalar(inline=True)
 def exp_diff(x, m):
     """exp(x - m) for float32 x <= m (m finite, x may be -inf), in float32:

@@ -33,6 +33,8 @@ REFS = {"vexp": mp.exp, "vexpm1": mp.expm1, "vlog1p": mp.log1p, "vtanh": mp.tanh
 # fdlibm's interval boundaries, the erfc underflow (subnormal from 26.543,
 # below half the least subnormal from 27.226) and erf's switch to +-1 at 6
 ERF_EDGES = [0.84375, 1.25, 1 / 0.35, 6.0, 26.543258454250981, 27.226017111108364, 28.0, 0.25]
+
+
 def ufunc(name):
     """A ufunc around ``vmath.<name>`` (compiled once per test session)."""
     return layer_ufunc(getattr(vmath, name), np.float64)

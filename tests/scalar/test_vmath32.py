@@ -57,6 +57,8 @@ BREAKS = {
     "verff": [0.5, 1.0, 2.0, 3.5, 3.9192059, 6.0, 10.5, 1.1754944e-38, 1e-3],
     "verfcf": [0.5, 1.0, 2.0, 3.5, 9.194, 10.054196, 10.5, -0.5, -1.0, -3.5, -3.9192059, 1e-3],
 }
+
+
 def ufunc(name):
     """A ufunc around ``vmath32.<name>`` (compiled once per test session)."""
     return layer_ufunc(getattr(vmath32, name), np.float32)
