@@ -3,7 +3,8 @@
 Numba keys a cached kernel on its own function (bytecode and closure) and
 its own file, not on the files of the functions it calls. Each kernel holds
 this fingerprint in its closure, so an edit to any source a CPU kernel is
-compiled from invalidates it, and an edit anywhere else (the public
+compiled from invalidates it (as does a different FMA choice,
+``FASTACT_FMA``), and an edit anywhere else (the public
 functions, the CUDA backend, the benchmark CLI, the dev tools) does not.
 
 The sources: the scalar layer (every ``@scalar`` function, the generated
@@ -32,10 +33,13 @@ def files():
 
 
 def stamp():
-    """16 hex digits of the SHA-256 of the stamped files' names and bytes."""
+    """16 hex digits of the SHA-256 of the stamped files' names and bytes and
+    of the compile-time choices made from the target (FMA or not)."""
     global _value
     if _value is None:
-        h = hashlib.sha256()
+        from fastact.scalar.fma import has_fma
+
+        h = hashlib.sha256(b"fma" if has_fma() else b"no-fma")
         for path in files():
             h.update(path.relative_to(PACKAGE).as_posix().encode())
             h.update(path.read_bytes())

@@ -25,7 +25,7 @@ the vmath32 layer (libdevice's expf/tanhf/erff are 2 ulp, erfcf 4; ours <= 1).
 Kernels are compiled with FMA contraction off (NVVM's default is on): the
 error-free transforms of the formulas (two-sums, Dekker products, the
 double-float steps of float32 sigmoid/silu) require ``a*b + c`` to round
-twice. Explicit fused multiply-adds (``fastact.scalar.generated.vmath_coeffs.fma``,
+twice. Explicit fused multiply-adds (``fastact.scalar.fma.fma``,
 libdevice) stay.
 
 In the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) the same kernels run as

@@ -3,10 +3,11 @@
 
 def horner(coeffs, var):
     """Python source of the polynomial (highest degree first) in Horner form,
-    written out so that Numba compiles straight-line code."""
+    written out so that Numba compiles straight-line code; each step is a
+    ``muladd`` (fused where the target has FMA: one instruction, one rounding)."""
     expr = repr(coeffs[0])
     for c in coeffs[1:]:
-        expr = f"({expr}) * {var} + {c!r}"
+        expr = f"muladd({var}, {expr}, {c!r})"
     return expr
 
 

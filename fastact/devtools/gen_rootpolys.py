@@ -55,6 +55,7 @@ def render():
         "as a Horner expression so that the kernels stay straight-line code.",
         '"""',
         "",
+        "from fastact.scalar.fma import muladd",
         "from fastact.scalar.registry import scalar",
         "",
     ]

@@ -192,17 +192,9 @@ def render():
         "instruction a step).",
         '"""',
         "",
-        "from fastact.scalar.eft import two_prod_err, two_sum_err",
+        "from fastact.scalar.eft import two_sum_err",
+        "from fastact.scalar.fma import fma, muladd",
         "from fastact.scalar.registry import scalar",
-        "",
-        "",
-        "def fma(a, b, c):",
-        '    """``a*b + c`` rounded once: in compiled code the fused multiply-add',
-        "    (``llvm.fma``, exact whatever the fast-math flags; vmath registers it). This",
-        '    plain-Python body (simulator, debugging) is accurate to ~2**-106 instead."""',
-        "    p = a * b",
-        "    s = p + c",
-        "    return s + (two_sum_err(p, c, s) + two_prod_err(a, b, p))",
     ]
     for name, (coeffs, degree) in tables.items():
         lines += ["", "", f"# degree {degree}", "@scalar(inline=True)", f"def {name.lower()}(x):"]

@@ -58,10 +58,11 @@ def estrin(terms, var):
     dependency chain is ~log2(degree) multiply-adds instead of Horner's
     degree, which matters once a kernel is latency- rather than
     throughput-bound (the out-of-order window holds only one or two
-    iterations of the longer kernels)."""
+    iterations of the longer kernels). Each step is a ``muladd`` (one fused
+    instruction where the target has FMA)."""
     stmts, level, power = [], list(terms), var
     while len(level) > 1:
-        nxt = [f"({level[i]} + {power} * {level[i + 1]})" for i in range(0, len(level) - 1, 2)]
+        nxt = [f"muladd({power}, {level[i + 1]}, {level[i]})" for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
@@ -195,7 +196,7 @@ def _render_polys(polys):
         # last sum of two rounded halves would add up to half an ulp of P
         terms = [lit(c) for c in coeffs[::-1]]
         stmts, rest = estrin(terms[1:], var)
-        expr = f"{terms[0]} + {var} * {rest}"
+        expr = f"muladd({var}, {rest}, {terms[0]})"
         lines += ["@scalar(inline=True)", f"def {name}({var}):"] + [f"    {st}" for st in stmts]
         lines.append(f"    return {expr}")
     return lines
@@ -241,6 +242,7 @@ HEADER = [
     "",
     "import numpy as np",
     "",
+    "from fastact.scalar.fma import muladd",
     "from fastact.scalar.registry import scalar",
 ]
 

@@ -37,7 +37,6 @@ from fastact.scalar.mathlib import (
     mul_erfc_dd,
     mul_exp,
     mul_exp_dd,
-    prod_err,
     tanh as _tanh,
 )
 from fastact.scalar.generated.rootpolys import ROOTS
@@ -335,7 +334,7 @@ INV_SQRT_2PI_LO = -2.49232720227773e-17  # 1/sqrt(2 pi) - INV_SQRT_2PI
 def _x_over_sqrt2(x):
     """(t, t_lo): x/sqrt(2) as a double-double."""
     t = x * INV_SQRT2_HI
-    tl = prod_err(x, INV_SQRT2_HI, t) + x * INV_SQRT2_LO
+    tl = two_prod_err(x, INV_SQRT2_HI, t) + x * INV_SQRT2_LO
     return t, tl
 
 
@@ -360,9 +359,9 @@ def gelu_grad(x):
     t, tl = _x_over_sqrt2(-x)
     # x phi(x) = x/sqrt(2 pi) * exp(-x^2/2), x^2 and 1/sqrt(2 pi) as double-doubles
     x2 = x * x
-    x2l = prod_err(x, x, x2)
+    x2l = two_prod_err(x, x, x2)
     p = x * INV_SQRT_2PI
-    pl = prod_err(x, INV_SQRT_2PI, p) + x * INV_SQRT_2PI_LO
+    pl = two_prod_err(x, INV_SQRT_2PI, p) + x * INV_SQRT_2PI_LO
     g = mul_erfc_dd(0.5, t, tl) + mul_exp_dd(p, pl, -0.5 * x2, -0.5 * x2l)
     if x > 40.0:
         return 1.0

@@ -10,14 +10,13 @@ the subnormal-underflow loss of ``exp(z)`` when ``|p|`` is large (it squares
 ``exp(z/2)``); ``mul_exp_dd`` and ``mul_erfc_dd``, a product with exp / erfc
 of a double-double argument rounded about once (vmath); and ``exp_dd``, exp
 as a double-double. The error-free transforms (two_prod_err, two_sum_err)
-are in ``_eft``; ``prod_err`` is two_prod_err as one fused multiply-add.
+are in ``eft``.
 """
 
 import math
 
 from fastact.scalar.eft import two_prod_err, two_sum_err
 from fastact.scalar.registry import scalar
-from fastact.scalar.generated.vmath_coeffs import fma
 from fastact.scalar.vmath import verf, verfc, vexp, vexpm1, vlog1p, vmul_erfc_dd, vmul_exp_dd, vtanh
 
 # ---------------------------------------------------------------- primitives
@@ -58,13 +57,6 @@ def mul_erfc_dd(p, x, xl):
     """``p * erfc(x + xl)`` for a double-double argument, rounded about once,
     also where ``erfc`` alone would be subnormal."""
     return vmul_erfc_dd(p, x, xl)
-
-
-@scalar
-def prod_err(a, b, p):
-    """Exact error ``a*b - p`` of ``p = fl(a*b)``, with one fused multiply-add
-    (``two_prod_err`` computes the same with Dekker's 16 operations)."""
-    return fma(a, b, -p)
 
 
 @scalar

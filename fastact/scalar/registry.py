@@ -13,6 +13,7 @@ import threading
 _PENDING = []
 _INLINE = set()
 _REASSOC = set()
+_CPU_CHOICE = {}  # fn -> callable giving the function the CPU compiles instead
 _HOOKS = []  # callables run once at registration (intrinsics, overloads)
 _TARGETS = []  # further targets registered (register_for_target)
 _REGISTERED = False
@@ -26,7 +27,7 @@ def on_register(hook):
     return hook
 
 
-def scalar(fn=None, *, inline=False, reassoc=False):
+def scalar(fn=None, *, inline=False, reassoc=False, cpu=None):
     """Mark ``fn`` as a scalar function usable from compiled kernels.
 
     ``inline=True`` inlines it at Numba's IR level into every caller: LLVM
@@ -37,10 +38,16 @@ def scalar(fn=None, *, inline=False, reassoc=False):
     so that a plain floating-point reduction loop (a sum) can be vectorized.
     Never for code that relies on the order of roundings (two-sums, Cody-Waite
     reductions, compensated sums): the flag lets LLVM cancel them away.
+
+    ``cpu=choose``: the CPU target compiles ``choose()`` (called once, at
+    registration) in place of ``fn``'s body, e.g. a non-FMA variant on a CPU
+    without FMA; other targets and plain Python run ``fn``.
     """
     if fn is None:
-        return lambda f: scalar(f, inline=inline, reassoc=reassoc)
+        return lambda f: scalar(f, inline=inline, reassoc=reassoc, cpu=cpu)
     _PENDING.append(fn)
+    if cpu is not None:
+        _CPU_CHOICE[fn] = cpu
     if inline:
         _INLINE.add(fn)
     if reassoc:
@@ -60,7 +67,8 @@ def _register(fn):
 
     opts = {"fastmath": {"reassoc"}} if fn in _REASSOC else {}
     inline = "always" if fn in _INLINE else "never"
-    overload(fn, target="cpu", jit_options=opts, inline=inline, strict=False)(_returns(fn))
+    impl = _CPU_CHOICE[fn]() if fn in _CPU_CHOICE else fn
+    overload(fn, target="cpu", jit_options=opts, inline=inline, strict=False)(_returns(impl))
 
 
 def _returns(fn):

@@ -13,7 +13,7 @@ mp = pytest.importorskip("mpmath")
 from fastact.devtools.accuracy import ulp_error  # noqa: E402
 
 numba = pytest.importorskip("numba")
-from tests.scalar._layer import layer_ufunc, loop_asm  # noqa: E402
+from tests.scalar._layer import assert_no_contraction, layer_ufunc, loop_asm, loop_code  # noqa: E402
 
 
 def _erf_ref(x):
@@ -156,7 +156,8 @@ def _loop_asm(fn):
 @pytest.mark.parametrize("name", sorted(BOUNDS))
 def test_layer_vectorizes_without_libm_calls(name):
     """A refactor that makes a loop go scalar (a call, an unvectorizable branch) fails here."""
-    asm = _loop_asm(getattr(vmath, name))
+    asm, llvm_ir = loop_code(getattr(vmath, name), np.float64)
+    assert_no_contraction(llvm_ir, name)
     assert not re.search(r"call\w*\s+\S*(exp|log|tanh|erf)", asm), "calls libm"
     # a libm function can also be called through a register (movabsq $erfc, %rax)
     assert not re.search(r"\bcall\w*\s+\*", asm), "indirect call"
@@ -182,7 +183,8 @@ def test_gelu_loops_vectorize_without_libm_calls(name):
     """gelu runs on verfc / vmul_exp_dd: its float64 loops have no calls left."""
     from fastact.scalar import formulas
 
-    asm = _loop_asm(getattr(formulas, name))
+    asm, llvm_ir = loop_code(getattr(formulas, name), np.float64)
+    assert_no_contraction(llvm_ir, name)
     assert not re.search(r"call\w*\s+\S*(exp|log|tanh|erf)", asm), "calls libm"
     # a libm function can also be called through a register (movabsq $erfc, %rax)
     assert not re.search(r"\bcall\w*\s+\*", asm), "indirect call"

@@ -7,6 +7,7 @@ float64), so that Numba emits straight-line float32 code.
 
 import numpy as np
 
+from fastact.scalar.fma import muladd
 from fastact.scalar.registry import scalar
 
 
@@ -14,7 +15,7 @@ from fastact.scalar.registry import scalar
 @scalar(inline=True)
 def expm1_p3(r):
     r2 = r * r
-    return np.float32(0.16666667) + r * ((np.float32(0.041666556) + r * np.float32(0.008333321)) + r2 * (np.float32(0.0013926204) + r * np.float32(0.0001988272)))
+    return muladd(r, muladd(r2, muladd(r, np.float32(0.0001988272), np.float32(0.0013926204)), muladd(r, np.float32(0.008333321), np.float32(0.041666556))), np.float32(0.16666667))
 
 
 # degree 5, max relative error 1.01e-08 (rounded coefficients)
@@ -22,21 +23,21 @@ def expm1_p3(r):
 def exp_p2(r):
     r2 = r * r
     r4 = r2 * r2
-    return np.float32(0.5) + r * (((np.float32(0.16666667) + r * np.float32(0.041666463)) + r2 * (np.float32(0.0083333105) + r * np.float32(0.0013933674))) + r4 * np.float32(0.00019891017))
+    return muladd(r, muladd(r4, np.float32(0.00019891017), muladd(r2, muladd(r, np.float32(0.0013933674), np.float32(0.0083333105)), muladd(r, np.float32(0.041666463), np.float32(0.16666667)))), np.float32(0.5))
 
 
 # degree 3, max relative error 3.31e-08 (rounded coefficients)
 @scalar(inline=True)
 def log_q(z):
     z2 = z * z
-    return np.float32(0.6666667) + z * ((np.float32(0.40000123) + z * np.float32(0.28550822)) + z2 * np.float32(0.23330468))
+    return muladd(z, muladd(z2, np.float32(0.23330468), muladd(z, np.float32(0.28550822), np.float32(0.40000123))), np.float32(0.6666667))
 
 
 # degree 4, max absolute error 4.31e-09 (rounded coefficients)
 @scalar(inline=True)
 def erf_p(z):
     z2 = z * z
-    return np.float32(0.12837917) + z * ((np.float32(-0.37612608) + z * np.float32(0.112828314)) + z2 * (np.float32(-0.026757732) + z * np.float32(0.0047190823)))
+    return muladd(z, muladd(z2, muladd(z, np.float32(0.0047190823), np.float32(-0.026757732)), muladd(z, np.float32(0.112828314), np.float32(-0.37612608))), np.float32(0.12837917))
 
 
 # erfc tail: L(a) = log(a erfc(a) exp(a^2)) = C + L0 + L1 v + v^2 Q(v) on
@@ -68,4 +69,4 @@ def erfc_tail_q(v, p1, p2, p3):
     v2 = v * v
     v4 = v2 * v2
     v8 = v4 * v4
-    return ((((q0 + v * q1) + v2 * (q2 + v * q3)) + v4 * ((q4 + v * q5) + v2 * (q6 + v * q7))) + v8 * q8)
+    return muladd(v8, q8, muladd(v4, muladd(v2, muladd(v, q7, q6), muladd(v, q5, q4)), muladd(v2, muladd(v, q3, q2), muladd(v, q1, q0))))

@@ -6,35 +6,27 @@ Those of erf/erfc use fused multiply-adds (``fma``: one rounding and one
 instruction a step).
 """
 
-from fastact.scalar.eft import two_prod_err, two_sum_err
+from fastact.scalar.eft import two_sum_err
+from fastact.scalar.fma import fma, muladd
 from fastact.scalar.registry import scalar
-
-
-def fma(a, b, c):
-    """``a*b + c`` rounded once: in compiled code the fused multiply-add
-    (``llvm.fma``, exact whatever the fast-math flags; vmath registers it). This
-    plain-Python body (simulator, debugging) is accurate to ~2**-106 instead."""
-    p = a * b
-    s = p + c
-    return s + (two_sum_err(p, c, s) + two_prod_err(a, b, p))
 
 
 # degree 14
 @scalar(inline=True)
 def exp_p(x):
-    return (((((((((((((7.702708185441645e-13) * x + 1.156521003382576e-11) * x + 1.6058613745476314e-10) * x + 2.0876025433715686e-09) * x + 2.5052110035839387e-08) * x + 2.75573220313723e-07) * x + 2.755731922073569e-06) * x + 2.48015872960584e-05) * x + 0.00019841269841272888) * x + 0.0013888888888894074) * x + 0.008333333333333331) * x + 0.04166666666666665) * x + 0.16666666666666666) * x + 0.5
+    return muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, 7.702708185441645e-13, 1.156521003382576e-11), 1.6058613745476314e-10), 2.0876025433715686e-09), 2.5052110035839387e-08), 2.75573220313723e-07), 2.755731922073569e-06), 2.48015872960584e-05), 0.00019841269841272888), 0.0013888888888894074), 0.008333333333333331), 0.04166666666666665), 0.16666666666666666), 0.5)
 
 
 # degree 12
 @scalar(inline=True)
 def log_q(x):
-    return (((((((((((0.1523127285922291) * x + 0.06334104886347786) * x + 0.09942026393653235) * x + 0.10480399022611613) * x + 0.1176799778578335) * x + 0.1333317694809864) * x + 0.1538462025384145) * x + 0.18181818086004825) * x + 0.22222222223331997) * x + 0.2857142857142194) * x + 0.40000000000000013) * x + 0.6666666666666666
+    return muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, 0.1523127285922291, 0.06334104886347786), 0.09942026393653235), 0.10480399022611613), 0.1176799778578335), 0.1333317694809864), 0.1538462025384145), 0.18181818086004825), 0.22222222223331997), 0.2857142857142194), 0.40000000000000013), 0.6666666666666666)
 
 
 # degree 12
 @scalar(inline=True)
 def tanh_p(x):
-    return (((((((((((7.874269036531906e-06) * x + -3.372079267779692e-05) * x + 9.45513247437931e-05) * x + -0.00023847272256640023) * x + 0.0005899052964144923) * x + -0.0014558190970693956) * x + 0.003592126769954595) * x + -0.00886323546314631) * x + 0.02186948853407389) * x + -0.05396825396822037) * x + 0.1333333333333331) * x + -0.3333333333333333
+    return muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, 7.874269036531906e-06, -3.372079267779692e-05), 9.45513247437931e-05), -0.00023847272256640023), 0.0005899052964144923), -0.0014558190970693956), 0.003592126769954595), -0.00886323546314631), 0.02186948853407389), -0.05396825396822037), 0.1333333333333331), -0.3333333333333333)
 
 
 # degree 11
