@@ -4,7 +4,10 @@
 ``.backward(grad, x, ...)`` the gradient from the input, and, where the
 derivative is a function of the output, ``.backward_from_output(grad, y, ...)``.
 ``.ufunc`` / ``.backward_ufunc`` / ``.backward_from_output_ufunc`` are the
-underlying real ``np.ufunc`` objects (parameters are extra ufunc inputs).
+general real ``np.ufunc`` objects (parameters are extra ufunc inputs); the
+calls themselves run loops with the parameter values built in
+(``fastact.cpu.ufuncs.select``), which vectorize where a broadcast parameter
+input would not, with bitwise identical results.
 
 Argument rules (dtypes, ``out=``) live in ``fastact.functions.args``; the
 docstrings come from ``fastact.functions.docstrings``. Large arrays run in
@@ -18,8 +21,8 @@ import numpy as np
 from fastact.catalog import ENTRIES, Activation
 from fastact.cpu import threads as _threads
 from fastact.cpu import ufuncs as _cpu
-from fastact.cuda import interop as _gpu
 from fastact.cuda import elementwise as gpu_kernels
+from fastact.cuda import interop as _gpu
 from fastact.functions import args
 from fastact.functions.args import EXTOBJ, QUIET, quiet_call
 from fastact.functions.docstrings import docstring
@@ -30,7 +33,6 @@ class ActivationFunction:
 
     def __init__(self, entry: Activation, alternatives=None):
         self._entry = entry
-        self._defaults = tuple(float(v) for v in entry.defaults)
         self._alternatives = alternatives or {}
         self.__name__ = self.__qualname__ = entry.name
         self.__module__ = "fastact"
@@ -115,12 +117,9 @@ class ActivationFunction:
                     f"{inputs[1][1]} shape {arrays[1].shape} do not broadcast"
                 ) from None
         compute, result = args.compute_dtypes(where, arrays)
-        if params and tuple(params) == self._defaults:
-            uf = _cpu.fixed_ufunc(self._entry, kind, compute)
-            params = ()
-        else:
-            uf = _cpu.ufunc(self._entry, kind, compute)
-        if kind == "forward" and uf.nin == 1 and compute is result:
+        # the parameters built into the loop where it is there (cpu/ufuncs.select)
+        uf, params, defaults = _cpu.select(self._entry, kind, compute, params)
+        if kind == "forward" and defaults and not params and compute is result:
             self._fast[compute] = uf
         out = args.check_out(where, out, None, compute)  # shapes: NumPy's broadcasting
         if mask is not True:

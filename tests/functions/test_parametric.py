@@ -1,4 +1,5 @@
-"""Gated units (swiglu, geglu), maxout and prelu: accuracy, gradients, layouts, errors."""
+"""Gated units (swiglu, geglu), maxout and prelu: accuracy, gradients, layouts, errors;
+the elementwise activations with parameter values: their specialized loops."""
 
 import math
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastact
-from fastact.catalog import CATALOG
+from fastact.catalog import CATALOG, ENTRIES
+from fastact.cpu import ufuncs as _cpu
 
 mp = pytest.importorskip("mpmath")
 from fastact.devtools import accuracy as A
@@ -236,3 +238,161 @@ def test_docstring_examples_run():
         runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
         runner.run(test)
         assert runner.failures == 0, f.__name__
+
+
+
+# ------------------------------------------- elementwise activations with parameters
+# A public call with scalar parameters runs a loop with the values built in
+# (fastact.cpu.ufuncs.select; a value set other than the defaults from its
+# second call on). Its results are bitwise those of the general ufunc, which
+# takes the parameters as inputs rounded to the compute dtype.
+
+PARAM_ENTRIES = [e for e in ENTRIES if e.params]
+KINDS = ("forward", "backward", "backward_y")
+#: value sets beyond the defaults, the catalog's test values and 0.3 * defaults
+#: (inexact in float32): signed zeros, float32 overflow, NaN, infinite bounds
+EXTRA_VALUES = {
+    "leaky_relu": [(-0.0,), (0.0,)],
+    "elu": [(1e39,), (math.nan,)],
+    "celu": [(-1.5,)],
+    "softplus": [(1e-30,)],
+    "hardtanh": [(-math.inf, 0.0)],
+}
+
+
+def _value_sets(entry, kind):
+    sets = [
+        entry.defaults,
+        tuple(p.test_value for p in entry.params),
+        tuple(0.3 * v for v in entry.defaults),
+    ]
+    sets += EXTRA_VALUES.get(entry.name, [])
+    checks = [entry.check] + ([entry.check_y] if kind == "backward_y" else [])
+    return [v for v in sets if not any(c is not None and c(*v) for c in checks)]
+
+
+def _inputs(vals, dt):
+    """Special values, values at and around the parameters, a log-spread sample."""
+    fi = np.finfo(dt)
+    special = [
+        np.nan,
+        -np.nan,
+        np.inf,
+        -np.inf,
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        float(fi.smallest_subnormal),
+        -float(fi.smallest_subnormal),
+        float(fi.tiny),
+        -float(fi.tiny),
+        float(fi.max),
+        -float(fi.max),
+    ]
+    near = [
+        v * k
+        for v in vals
+        for k in (1.0, -1.0, 0.5, -2.0, 1 + 1e-7)
+        if math.isfinite(v * k)
+    ]
+    rng = np.random.default_rng(11)
+    spread = 10.0 ** rng.uniform(-9, 2.5, 300) * rng.choice([-1.0, 1.0], 300)
+    with np.errstate(over="ignore"):
+        return np.concatenate([special, near, spread]).astype(dt)
+
+
+def _bits(a):
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def _call(f, kind, ins, kw):
+    call = {"forward": f, "backward": f.backward}.get(kind) or f.backward_from_output
+    return call(*ins, **kw)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("entry", PARAM_ENTRIES, ids=[e.name for e in PARAM_ENTRIES])
+def test_specialized_loop_is_bitwise_the_general_ufunc(entry, kind, dtype):
+    if kind == "backward_y" and entry.grad_y is None:
+        pytest.skip("no backward_from_output")
+    dt = np.dtype(dtype)
+    f = fastact.ACTIVATIONS[entry.name]
+    general = _cpu.ufunc(entry, kind, dt)
+    for vals in _value_sets(entry, kind):
+        x = _inputs(vals, dt)
+        ins = (
+            (x,)
+            if kind == "forward"
+            else (np.resize(_inputs((), dt)[::-1], x.shape), x)
+        )
+        with np.errstate(all="ignore"):
+            want = general(*ins, *vals, dtype=dt)
+        kw = dict(zip(entry.param_names, vals))
+        for _ in range(
+            2
+        ):  # a new value set runs the general ufunc once, then its own loop
+            got = _call(f, kind, ins, kw)
+            assert got.dtype == dt
+            np.testing.assert_array_equal(
+                _bits(got), _bits(want), err_msg=f"{entry.name} {kind} {vals}"
+            )
+        uf, inputs, _ = _cpu.select(entry, kind, dt, vals)
+        if any(math.isnan(v) for v in vals):  # NaN parameters: always the general ufunc
+            assert uf is general and inputs == vals
+        else:
+            assert inputs == () and uf.nin == general.nin - len(vals), (
+                "not the specialized loop"
+            )
+
+
+def test_specialized_loops_for_other_input_kinds():
+    """float16 (computed in float32), integers (float64), where=, out= and
+    the threaded path all run the specialized loop like the general one."""
+    e = CATALOG["elu"]
+    general = {dt: _cpu.ufunc(e, "forward", dt) for dt in (np.float32, np.float64)}
+    xh = np.linspace(-4, 4, 101).astype(np.float16)
+    xi = np.arange(-50, 50)
+    big = np.linspace(-10, 10, 1 << 18)
+    for _ in range(2):
+        np.testing.assert_array_equal(
+            fastact.elu(xh, alpha=0.1),
+            general[np.float32](xh, 0.1, dtype=np.float32).astype(np.float16),
+        )
+        np.testing.assert_array_equal(
+            fastact.elu(xi, alpha=0.1), general[np.float64](xi, 0.1, dtype=np.float64)
+        )
+        out = np.full(xi.shape, 7.0)
+        mask = xi % 2 == 0
+        fastact.elu(xi, alpha=0.1, out=out, where=mask)
+        np.testing.assert_array_equal(
+            out, np.where(mask, general[np.float64](xi, 0.1, dtype=np.float64), 7.0)
+        )
+        old = fastact.get_num_threads()
+        fastact.set_num_threads(2)
+        try:
+            np.testing.assert_array_equal(
+                fastact.elu(big, alpha=0.1), general[np.float64](big, 0.1)
+            )
+        finally:
+            fastact.set_num_threads(old)
+
+
+def test_non_default_values_do_not_take_over_the_default_fast_path():
+    x = np.linspace(-3, 3, 64)
+    for _ in range(3):
+        fastact.leaky_relu(x, negative_slope=0.2)
+    fastact.leaky_relu(x, negative_slope=0.01)  # the defaults, spelled out
+    np.testing.assert_array_equal(fastact.leaky_relu(x), np.where(x > 0, x, 0.01 * x))
+    np.testing.assert_array_equal(
+        fastact.leaky_relu(x, negative_slope=0.2), np.where(x > 0, x, 0.2 * x)
+    )
+
+
+def test_signed_zero_parameters_are_different_loops():
+    x = np.array([-2.0, -1.0, 3.0])
+    for _ in range(2):
+        neg = fastact.leaky_relu(x, negative_slope=-0.0)
+        pos = fastact.leaky_relu(x, negative_slope=0.0)
+    assert not np.signbit(neg[:2]).any() and np.signbit(pos[:2]).all()
