@@ -40,8 +40,11 @@ _KERNELS = KernelTable()
 _BODY = {
     # forward: y = f(x, *params) in the compute precision
     "forward": ("o0[{i}] = f(W(i0[{i}]){params})",),
-    # backward: dx = grad * f'(x), the product in float64 (as the CPU ufunc)
-    "backward": ("o0[{i}] = D(i0[{i}]) * f(W(i1[{i}]){params})",),
+    # backward: dx = grad * f'(x), as the CPU ufunc: in float32 where the
+    # float32 evaluation returns a float32 (the product of two float32 is
+    # correctly rounded either way), else in float64 (float16 storage too:
+    # no double rounding through float32)
+    "backward": ("o0[{i}] = G(i0[{i}]) * f(W(i1[{i}]){params})",),
     # gated unit: y = f(a) * b (float64, as the CPU gated ufunc)
     "gated": ("o0[{i}] = f(D(i0[{i}])) * D(i1[{i}])",),
     # gated backward: (grad, a, b) -> (grad * b * f'(a), grad * f(a))
@@ -121,7 +124,8 @@ def pyfunc(entry, kind, dtype, nparams, ndim=1, param_arrays=False):
     name = f"{entry.name}_{kind}_{dtype.name}_{ndim}d" + ("_pa" if param_arrays else "")
     src = _source(name, body_kind, nparams, ndim, param_arrays)
     w = numba.float32 if is32 else numba.float64
-    ns = {"cuda": target.cuda(), "f": f, "fp": fp, "W": w, "D": numba.float64}
+    g = numba.float32 if (is32 and dtype == np.float32) else numba.float64
+    ns = {"cuda": target.cuda(), "f": f, "fp": fp, "W": w, "D": numba.float64, "G": g}
     exec(compile(src, f"<fastact.cuda {name}>", "exec"), ns)
     fn = ns[name]
     fn.__fastact_source__ = src

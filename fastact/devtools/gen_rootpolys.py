@@ -12,6 +12,7 @@ import pathlib
 import sys
 
 import mpmath as mp
+import numpy as np
 
 from fastact.devtools.codegen import horner, write_or_check  # noqa: E402
 
@@ -22,9 +23,14 @@ from fastact.catalog import ENTRIES  # noqa: E402
 OUT = ROOT / "fastact" / "scalar" / "generated" / "rootpolys.py"
 HALF_WIDTH = 0.6
 TARGET = mp.mpf(2) ** -62  # relative fit error, far below float64's 2**-53
+# float32 kernels carry the terms that cancel to ~2**-30 relative, so their
+# window is narrower (outside it the direct formula stays within the 4-ulp
+# backward bound) and a float32 polynomial of low degree suffices
+HALF_WIDTH32 = 0.25
+TARGET32 = mp.mpf(2) ** -28
 
 
-def table_for(entry):
+def table_for(entry, half_width=HALF_WIDTH, target=TARGET):
     mp.mp.prec = 300
     f = lambda x: entry.ref_grad(mp, x)  # noqa: E731
     r = mp.findroot(f, mp.mpf(entry.grad_root))
@@ -36,14 +42,39 @@ def table_for(entry):
             return mp.diff(f, r)
         return f(r + d) / d
 
-    qmin = min(abs(q(mp.mpf(k) / 50 * HALF_WIDTH)) for k in range(-50, 51))
-    for degree in range(6, 40):
-        coeffs, err = mp.chebyfit(q, [-HALF_WIDTH, HALF_WIDTH], degree, error=True)
-        if err < TARGET * qmin:
+    qmin = min(abs(q(mp.mpf(k) / 50 * half_width)) for k in range(-50, 51))
+    for degree in range(4, 40):
+        coeffs, err = mp.chebyfit(q, [-half_width, half_width], degree, error=True)
+        if err < target * qmin:
             break
     else:
         raise RuntimeError(f"{entry.name}: no polynomial fit reached the target")
-    return (r_hi, r_lo, HALF_WIDTH) + tuple(float(c) for c in coeffs), degree
+    return (r_hi, r_lo, half_width) + tuple(float(c) for c in coeffs), degree
+
+
+def _f32(v):
+    return repr(float(np.float32(v)))
+
+
+def float32_table(entry):
+    """(ROOTS32 line, source of <name>_q32): the root as a float32 pair and
+    q with float32 coefficients, for the float32 kernels."""
+    table, degree = table_for(entry, HALF_WIDTH32, TARGET32)
+    r = mp.mpf(table[0]) + mp.mpf(table[1])
+    r_hi = float(np.float32(float(r)))
+    r_lo = float(np.float32(float(r - mp.mpf(r_hi))))
+    coeffs = ", ".join(f"np.float32({_f32(c)})" for c in table[3:])
+    row = f'    "{entry.name}": (np.float32({r_hi!r}), np.float32({r_lo!r}), np.float32({HALF_WIDTH32!r})),'
+    src = ["", "", f"# degree {degree - 1}, float32", "@scalar(inline=True)", f"def {entry.name}_q32(d):",
+           f"    return {horner32(coeffs.split(', '), 'd')}"]
+    return row, src
+
+
+def horner32(coeffs, var):
+    expr = coeffs[0]
+    for c in coeffs[1:]:
+        expr = f"muladd({var}, {expr}, {c})"
+    return expr
 
 
 def render():
@@ -53,13 +84,17 @@ def render():
         "ROOTS: name -> (root_hi, root_lo, half_width). Near the zero of the derivative,",
         "f'(x) = d * <name>_q(d) with d = (x - root_hi) - root_lo; each q is written out",
         "as a Horner expression so that the kernels stay straight-line code.",
+        "ROOTS32 and <name>_q32: the same in float32 for the float32 kernels, on a",
+        "narrower window.",
         '"""',
+        "",
+        "import numpy as np",
         "",
         "from fastact.scalar.fma import muladd",
         "from fastact.scalar.registry import scalar",
         "",
     ]
-    roots = []
+    roots, roots32 = [], []
     polys = []
     for e in ENTRIES:
         if e.grad_root is None:
@@ -67,7 +102,10 @@ def render():
         table, degree = table_for(e)
         roots.append(f'    "{e.name}": ({table[0]!r}, {table[1]!r}, {table[2]!r}),')
         polys += ["", "", f"# degree {degree}", "@scalar", f"def {e.name}_q(d):", f"    return {horner(table[3:], 'd')}"]
-    lines += ["ROOTS = {", *roots, "}", *polys]
+        row, src = float32_table(e)
+        roots32.append(row)
+        polys += src
+    lines += ["ROOTS = {", *roots, "}", "ROOTS32 = {", *roots32, "}", *polys]
     return "\n".join(lines) + "\n"
 
 

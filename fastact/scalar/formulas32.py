@@ -32,9 +32,11 @@ import numpy as np
 
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar import formulas as F
-from fastact.scalar.eft import two_prod_err32, two_sum_err
+from fastact.scalar.eft import two_sum_err
+from fastact.scalar.fma import fma
 from fastact.scalar.registry import scalar
 from fastact.scalar.mathlib32 import erfcf, expf, expm1f, log1pf, tanhf
+from fastact.scalar.vmath32 import _scale, exp_fast_parts, exp_parts, exp_scaled, scale_fast
 from fastact.scalar.formulas import (
     GELU_ROOT,
     GELU_TANH_ROOT,
@@ -80,75 +82,155 @@ def _split(z):
     return zf, zl
 
 
-# ------------------------------------------------------------------- sigmoid
-
-
-# sigmoid and silu forward stay in float32 throughout: mixing float64 into a
-# loop makes LLVM vectorize it 4 lanes wide instead of 8 (256-bit vectors on
-# this target), which doubles the cost of the float32 exp (measured: 6.2 vs 3.7 ms per 2**22 elements). The
-# rounding errors of 1 + e and of the division are carried instead
-# (double-float arithmetic: two-sum, Dekker's product with a 12-bit split).
-_F1 = np.float32(1.0)
-# the tail threshold in float32; above it exp(-x) * 4097 (Dekker's split)
-# also stays finite
-_TAIL32 = np.float32(_TAIL)
-# 64 ln2 as a float32 with 17 fractional bits (x + C_HI is exact for x in
-# [-128, -64]) and the rest
-_C_HI = np.float32(44.36141967773438)
-_C_LO = np.float32(_LN2_64 - float(_C_HI))
-_TWO_M64_32 = np.float32(2.0**-64)
+# Every function below is float32 throughout (a float64 operation in a
+# float32 loop halves its vector width): the rounding errors that matter are
+# carried with fused multiply-adds (a product's error is one fma, a division
+# is corrected by one fma), so that the result is rounded about once after
+# exp's own ~0.5 ulp.
+_F = np.float32
+_F0 = _F(0.0)
+_F1 = _F(1.0)
+_F2 = _F(2.0)
+_SHIFT64 = np.int32(64)  # exp(x) * 2**64 keeps 24 bits down to x = -150
+_TWO_M64_32 = _F(2.0**-64)
+_TAIL32 = _F(_TAIL)
+_LO = _F(-160.0)  # exp's argument clamp below: every result there is 0 anyway
+_SELU_S_HI = _F(SELU_SCALE)
+_SELU_S_LO = _F(SELU_SCALE - float(_SELU_S_HI))
+_SELU_SA_HI = _F(SELU_SCALE_ALPHA)
+_SELU_SA_LO = _F(SELU_SCALE_ALPHA - float(_SELU_SA_HI))
+_SILU_ROOT32 = RP.ROOTS32["silu"]
+_SOFTPLUS_SWITCH32 = _F(_SOFTPLUS_SWITCH)
 
 
 @scalar(inline=True)
-def _sigmoid32_from(e, up):
-    """(q, c): sigmoid = q + c to ~2**-40 relative given e: num/(1 + e) with
-    num = 1, e = exp(-x) where ``up`` (x >= -80), num = e = exp(x) below."""
-    num = _F1 if up else e
-    dh = _F1 + e
-    dl = two_sum_err(_F1, e, dh)
-    q = num / dh
-    p = q * dh
-    rho = ((num - p) - two_prod_err32(q, dh, p)) - q * dl  # num - p is exact (Sterbenz)
-    # rho/dh: 1/dh is q where num = 1, and 1 where num = e (dh = 1 there)
-    return q, rho * (q if up else _F1)
+def _exp_neg_scaled(ax, shift):
+    """(es, e): es = exp(-ax) * 2**(64 + shift) (normal down to ax = 150 - shift),
+    e = exp(-ax) (0 below 2**-126), for ax >= 0 or NaN (NaN -> garbage:
+    callers restore NaN). Products with es are scaled by 2**-64 at the end,
+    so that subnormal results keep their bits."""
+    a = ax if ax < -_LO else -_LO
+    k, u = exp_fast_parts(-a, _F0)
+    return scale_fast(u, k + _SHIFT64 + shift), scale_fast(u, k)
+
+
+@scalar(inline=True)
+def _recip_1p(e):
+    """(r, rl): 1/(1 + e) = r + rl to ~2**-44 relative, for 0 <= e <= 1."""
+    d = _F1 + e
+    dl = e - (d - _F1)  # exact: e <= 1
+    r = _F1 / d
+    rho = fma(-r, d, _F1) - r * dl  # 1 - r (d + dl): fma(-r, d, 1) is exact
+    return r, r * rho
+
+
+@scalar(inline=True)
+def _times(a, r, rl):
+    """a * (r + rl) rounded once (to ~2**-44)."""
+    return fma(a, r, a * rl)
+
+
+@scalar(inline=True)
+def _prod3(a, b, bl, r, rl):
+    """a * (b + bl) * (r + rl) with the rounding of a*b carried: rounded
+    about once."""
+    p = a * b
+    pl = fma(a, b, -p) + a * bl
+    return fma(p, r, p * rl + pl * r)
+
+
+# ------------------------------------------------------------------- sigmoid
 
 
 @scalar
 def sigmoid(x):
-    # 1/(1 + exp(-x)) with exp(-x) finite, exp(x)/(1 + exp(x)) below -80
-    # (subnormal results survive); one exp either way
-    up = x >= _TAIL32
-    q, c = _sigmoid32_from(expf(-x if up else x), up)
-    return q + c
-
-
-@scalar
-def silu(x):
-    # x sigmoid(x) = x q + x c with the product's error carried. In the tail
-    # (x < -80) x exp(x), with exp taken of x + 64 ln2 (exact in float32 with
-    # C_HI) and scaled back by 2**-64 in one rounding; x > 80 is x. One exp:
-    # its argument is selected per lane.
-    up = x >= _TAIL32
-    e = expf(-x if up else x + _C_HI)
-    q, c = _sigmoid32_from(e, True)
-    yh = x * q
-    y = yh + (two_prod_err32(x, q, yh) + x * c)
-    et = e * (_F1 + _C_LO)
-    tail = ((x * et) * _TWO_M64_32) if et != np.float32(0.0) else np.float32(-0.0)
-    if x > np.float32(80.0):
-        return x
-    if up:
-        return y
-    if x < _TAIL32:
-        return tail
-    return x  # NaN
+    # e = exp(-|x|) in (0, 1]: 1/(1 + e) for x >= 0, e/(1 + e) below (no
+    # overflow; subnormal results keep their bits through the 2**64 tail
+    # scaling); e's error enters with a factor <= 1, the rest is rounded once
+    return _sigmoid_pair(x, _F0)
 
 
 @scalar
 def sigmoid_grad(x):
-    e = _d(expf(-abs(x)))
-    r = _recip(1.0 + e)
-    return e * r * r
+    # e/(1 + e)^2, e = exp(-|x|): symmetric, no 1 - s cancellation
+    es, e = _exp_neg_scaled(abs(x), np.int32(0))
+    r, rl = _recip_1p(e)
+    r2 = r * r
+    r2l = fma(r, r, -r2) + _F2 * (r * rl)
+    y = fma(es, r2, es * r2l) * _TWO_M64_32
+    return y if x == x else x
+
+
+@scalar(inline=True)
+def _sig_parts(z, zl):
+    """(es, e, r, rl) for sigmoid(z + zl): e = exp(-|z + zl|) (0 below
+    2**-126: it only enters 1 + e), es = e * 2**64 (normal down to z = -150,
+    so that a product x e keeps its 24 bits where it is near or below the
+    subnormal range: callers scale it by 2**-64 once, at the end),
+    1/(1 + e) = r + rl."""
+    zc = z if z > _LO else _LO  # NaN -> _LO (callers restore NaN)
+    pos = zc >= _F0
+    a = -zc if pos else zc
+    al = -zl if (pos and a > _LO) else (zl if a > _LO else _F0)
+    a = a if a > _LO else _LO
+    k, u = exp_fast_parts(a, al)
+    es = scale_fast(u, k + _SHIFT64)
+    e = scale_fast(u, k)
+    r, rl = _recip_1p(e)
+    return es, e, r, rl
+
+
+@scalar(inline=True)
+def _x_sigmoid(x, z, zl, xc):
+    """x sigmoid(z + zl) rounded about once; ``xc`` is x clamped to a finite
+    range (products with e use it, so x = -inf gives -0, not -inf * 0)."""
+    es, _, r, rl = _sig_parts(z, zl)
+    pos = _times(x, r, rl)
+    neg = _prod3(xc, es, _F0, r, rl) * _TWO_M64_32
+    return pos if z >= _F0 else neg
+
+
+@scalar(inline=True)
+def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
+    """sigmoid(z) (1 + x z' (1 - sigmoid(z))), z' = dz + dzl, for z = z(x) with
+    z(0) = 0 and z increasing: r (1 + t) with t = x z' e r for z >= 0;
+    e r (1 + x z' r) below, whose last factor vanishes at the derivative's
+    root, where ``near`` (d q(d)) is taken within ``half_width``; elsewhere
+    1 + x z' r is carried as a pair."""
+    es, e, r, rl = _sig_parts(z, zl)
+    xd = xc * dz
+    t = xd * e * r
+    pos = fma(r, t, r + rl * (_F1 + _F2 * t))
+    xdl = fma(xc, dz, -xd) + xc * dzl
+    q = xd * r
+    ql = fma(xd, r, -q) + (xd * rl + xdl * r)
+    s = _F1 + q
+    sl = two_sum_err(_F1, q, s) + ql
+    neg = _prod3(es, r, rl, s, sl) * _TWO_M64_32
+    neg = neg if neg != _F0 else _F(-0.0)  # below the root the derivative is < 0
+    if abs(d) < half_width:
+        return near
+    if z >= _F0:
+        return pos if x < _F(100.0) else _F1
+    return neg if x == x else x
+
+
+@scalar
+def silu(x):
+    # x sigmoid(x); x sigmoid(x) rounds to x above 17.3
+    xc = x if x > _LO else _LO
+    y = _x_sigmoid(x, x, _F0, xc)
+    y = x if x > _F(20.0) else y
+    return y if x == x else x
+
+
+@scalar
+def silu_grad(x):
+    # s (1 + x (1 - s)): zero at x = -1.278
+    rt = _SILU_ROOT32
+    d = (x - rt[0]) - rt[1]  # x - root_hi is exact in the window (Sterbenz)
+    xc = x if x > _LO else _LO
+    return _x_sigmoid_grad(x, xc, _F1, _F0, x, _F0, d, d * RP.silu_q32(d), rt[2])
 
 
 # ---------------------------------------------------------------------- tanh
@@ -156,17 +238,21 @@ def sigmoid_grad(x):
 
 @scalar
 def tanh(x):
-    return _d(tanhf(x))
+    return tanhf(x)
 
 
 @scalar
 def tanh_grad(x):
-    # sech(x)^2 = (2h/(1 + h^2))^2, h = exp(-|x|): the relative error of h
-    # enters q with the factor (1 - h^2)/(1 + h^2) <= 1, so no 1 - tanh^2
-    # cancellation anywhere, small |x| included; 0 at +-inf, NaN stays NaN
-    h = _d(expf(-abs(x)))
-    q = 2.0 * h * _recip(1.0 + h * h)
-    return q * q
+    # sech(x)^2 = 4e/(1 + e)^2, e = exp(-2|x|): no 1 - tanh^2 cancellation;
+    # 4e is exp(-2|x|) scaled by 2**2, exactly; 0 at +-inf, NaN stays NaN
+    ax = abs(x)
+    a = ax if ax < _F(80.0) else _F(80.0)
+    es4, e = _exp_neg_scaled(a + a, np.int32(2))
+    r, rl = _recip_1p(e)
+    r2 = r * r
+    r2l = fma(r, r, -r2) + _F2 * (r * rl)
+    y = fma(es4, r2, es4 * r2l) * _TWO_M64_32
+    return y if ax == ax else x
 
 
 # ----------------------------------------------------------------- elu family
@@ -174,110 +260,117 @@ def tanh_grad(x):
 
 @scalar
 def elu(x, alpha):
-    if x > 0.0:
-        return _d(x)
-    return alpha * _d(expm1f(x))
+    if x > _F0:
+        return x
+    return _F(alpha) * expm1f(x)
 
 
 @scalar
 def elu_grad(x, alpha):
-    if x > 0.0:
-        return 1.0
-    return alpha * _d(expf(x))
+    es, _ = _exp_neg_scaled(-x if x <= _F0 else _F0, np.int32(0))
+    return _F1 if x > _F0 else ((_F(alpha) * es) * _TWO_M64_32 if x <= _F0 else x)
 
 
 @scalar
 def selu(x):
-    if x > 0.0:
-        return SELU_SCALE * _d(x)
-    return SELU_SCALE_ALPHA * _d(expm1f(x))
+    if x > _F0:
+        return fma(_SELU_S_HI, x, _SELU_S_LO * x) if x != _F(np.inf) else x
+    m = expm1f(x)
+    return fma(_SELU_SA_HI, m, _SELU_SA_LO * m)
 
 
 @scalar
 def selu_grad(x):
-    if x > 0.0:
-        return SELU_SCALE
-    return SELU_SCALE_ALPHA * _d(expf(x))
+    es, _ = _exp_neg_scaled(-x if x <= _F0 else _F0, np.int32(0))
+    neg = fma(_SELU_SA_HI, es, _SELU_SA_LO * es) * _TWO_M64_32
+    return _SELU_S_HI if x > _F0 else (neg if x <= _F0 else x)
 
 
 @scalar
 def celu(x, alpha):
-    tf, tl = _split(_d(x) / alpha)
-    em = _d(expm1f(tf))
-    # expm1(t + tl) = em + (1 + em) * tl to first order
-    r = alpha * (em + (1.0 + em) * tl) if tl != 0.0 else alpha * em  # no inf*0
-    if x > 0.0:
-        return _d(x)
-    return r
+    # alpha expm1(x/alpha) for x <= 0, with the rounding of t = x/alpha
+    # carried: expm1(t + tl) = em + (1 + em) tl
+    a = _F(alpha)
+    t = x / a
+    tl = fma(-t, a, x) / a  # exact remainder, divided
+    tl = tl if abs(t) < _F(1e30) else _F0
+    em = expm1f(t)
+    neg = fma(a, em, a * ((_F1 + em) * tl))
+    return x if x > _F0 else (neg if x <= _F0 else x)
 
 
 @scalar
 def celu_grad(x, alpha):
-    tf, tl = _split(_d(x) / alpha)
-    r = _d(expf(tf)) * (1.0 + tl)
-    if x > 0.0:
-        return 1.0
-    return r
+    # exp(x/alpha) for x <= 0, x/alpha carried as a pair
+    a = _F(alpha)
+    t = x / a
+    tl = fma(-t, a, x) / a
+    tc = t if t > _LO else _LO
+    tl = tl if t > _LO else _F0
+    k, th, tlo = exp_parts(tc, tl)
+    e = _scale(th + tlo, k)
+    return _F1 if x > _F0 else (e if x <= _F0 else x)
 
 
 # ----------------------------------------------------------- softplus family
 
 
-@scalar
-def _exp_neg_abs(z):
-    """exp(-|z|) for a float64 z (float32 exp plus the first-order rest)."""
-    zf, zl = _split(z)
-    e = _d(expf(-abs(zf)))
-    return e * (1.0 - zl) if z > 0.0 else e * (1.0 + zl)
+@scalar(inline=True)
+def _pair_prod(b, x):
+    """(z, zl): b x as a pair (zl = 0 where the product is not finite)."""
+    z = b * x
+    zl = fma(b, x, -z)
+    return z, (zl if zl == zl else _F0)
+
+
+@scalar(inline=True)
+def _sigmoid_pair(z, zl):
+    """sigmoid(z + zl) rounded about once (NaN z -> NaN)."""
+    es, _, r, rl = _sig_parts(z, zl)
+    neg = _times(es, r, rl) * _TWO_M64_32
+    return _times(_F1, r, rl) if z >= _F0 else (neg if z < _F0 else z)
+
+
+@scalar(inline=True)
+def _softplus_pair(z, zl):
+    """log(1 + exp(z + zl)): log1p(exp(z)) up to z = 16, where
+    z + log1p(exp(-z)) takes over (exp(-16) is below half an ulp of 16)."""
+    up = z > _SOFTPLUS_SWITCH32
+    a = -z if up else z
+    al = (-zl if up else zl) if a > _LO else _F0  # a clamped: its rest is meaningless
+    a = a if a > _LO else _LO  # NaN -> _LO (callers restore NaN)
+    k, th, tl = exp_parts(a, al)
+    w = _scale(th + tl, k)
+    return z + (zl + w) if up else log1pf(w)
 
 
 @scalar
 def softplus(x, beta):
-    # log1p(exp(z))/beta, z = beta*x, is a chain of monotone roundings and
-    # cannot overflow up to z = 16, where x + log1p(exp(-z))/beta takes over
-    # (exp(-16) is below half an ulp of 16, so both sides round alike): the
-    # result never wobbles by an ulp, as in the float64 definition
-    if beta != 1.0:
-        # measured: this path is up to 2 ulp off the rounded definition at
-        # beta = 0.7 (hypothesis, x = 0.00833); other betas run the float64
-        # definition. The default-beta ufunc has beta as a constant: the
-        # branch folds away there.
-        return F.softplus(_d(x), beta)
-    z = beta * _d(x)
-    up = z > _SOFTPLUS_SWITCH
-    zf, zl = _split(-z if up else z)
-    w = _d(expf(zf)) * (1.0 + zl)
-    wf = np.float32(w)
-    # log1p(w) = log1p(wf) + (w - wf)/(1 + w): w keeps the rest of beta*x
-    lp = (_d(log1pf(wf)) + (w - _d(wf)) * _recip(1.0 + w)) / beta
-    return _d(x) + lp if up else lp
+    # log1p(exp(beta x))/beta with beta x as a pair; for beta = 1 (the
+    # default ufunc has it as a constant) the products and division fold away
+    b = _F(beta)
+    z, zl = _pair_prod(b, x)
+    y = _softplus_pair(z, zl) / b
+    return y if x == x else x
 
 
 @scalar
 def softplus_grad(x, beta):
-    z = beta * _d(x)
-    e = _exp_neg_abs(z)
-    r = _recip(1.0 + e)
-    return r if z > 0.0 else (e * r if z <= 0.0 else z)
+    b = _F(beta)
+    z, zl = _pair_prod(b, x)
+    return _sigmoid_pair(z, zl)
 
 
 @scalar
 def log_sigmoid(x):
-    # -log1p(exp(-x)) down to x = -16 (monotone chain, exp(-x) <= e^16), then
-    # x - log1p(exp(x)): -softplus(-x) with softplus's switch
-    up = x > -_SOFTPLUS_SWITCH
-    lp = _d(log1pf(expf(-x if up else x)))
-    return -lp if up else _d(x) - lp
+    # -softplus(-x)
+    y = -_softplus_pair(-x, _F0)
+    return y if x == x else x
 
 
 @scalar
 def log_sigmoid_grad(x):
-    e = _d(expf(-abs(x)))
-    r = _recip(1.0 + e)
-    return e * r if x >= 0.0 else r
-
-
-# ---------------------------------------------------------------------- silu
+    return _sigmoid_pair(-x, _F0)  # 1 - sigmoid(x), without the cancellation
 
 
 @scalar
@@ -297,127 +390,151 @@ def _exp_for_tail(x):
 
 
 # ---------------------------------------------------------------------- mish
+_MISH_ROOT32 = RP.ROOTS32["mish"]
+
+
+@scalar(inline=True)
+def _mish_parts(x):
+    """(xc, es, e): x clamped to [-160, 20], e = exp(-|xc|) (0 below
+    2**-126) and es = e * 2**64 (see _sig_parts)."""
+    xc = x if x > _LO else _LO
+    xc = xc if xc < _F(20.0) else _F(20.0)
+    a = -xc if xc >= _F0 else xc
+    k, u = exp_fast_parts(a, _F0)
+    return xc, scale_fast(u, k + _SHIFT64), scale_fast(u, k)
+
+
+@scalar(inline=True)
+def _ratio(nh, nl, dh, dl):
+    """(q, ql): (nh + nl)/(dh + dl) = q + ql to ~2**-44, one division."""
+    r = _F1 / dh
+    q = nh * r
+    rem = fma(-q, dh, nh) + (nl - q * dl)  # fma(-q, dh, nh) is exact
+    return q, rem * r
+
+
+@scalar(inline=True)
+def _mish_pos_den(e):
+    """(nh, nl, dh, dl): 1 + 2e and 1 + 2e + 2e^2 as pairs (e in [0, 1])."""
+    e2 = e + e
+    nh = _F1 + e2
+    nl = two_sum_err(_F1, e2, nh)
+    w = e2 * e
+    dh = nh + w
+    dl = two_sum_err(nh, w, dh) + (nl + fma(e2, e, -w))
+    return nh, nl, dh, dl
+
+
+@scalar(inline=True)
+def _mish_neg_den(es, e):
+    """(ns, nsl, dh, dl): n = e (e + 2) (times 2**64 like es) and n + 2, pairs."""
+    u = _F2 + e
+    ul = (_F2 - u) + e  # exact: e <= 2
+    ns = es * u
+    nsl = fma(es, u, -ns) + es * ul
+    n = e * u
+    dh = _F2 + n
+    dl = two_sum_err(_F2, n, dh) + (fma(e, u, -n) + e * ul)
+    return ns, nsl, dh, dl
 
 
 @scalar
 def mish(x):
-    # tanh(softplus(x)) = n/(n + 2), n = e(e + 2), e = exp(x); for x >= 0 with
-    # e = exp(-x): (1 + 2e)/(1 + 2e + 2e^2). In the tail tanh(log1p(e)) = e(1 + O(e)).
-    e = _exp_for_tail(x)
-    xd = _d(x)
-    n = e * (e + 2.0)
-    pos = x >= 0.0
-    r = _recip(1.0 + 2.0 * e * (1.0 + e) if pos else n + 2.0)
-    if pos:
-        return xd * (1.0 + 2.0 * e) * r
-    if x < _TAIL:
-        return (xd * e) * _TWO_M64 if e != 0.0 else -0.0
-    return xd * n * r
-
-
-# ------------------------------------------------ derivatives crossing zero
-# Within the root window (+-0.6 around the zero) the float64 definition's
-# polynomial in x - root is evaluated as is (it is cheap and exact for
-# float32); outside it the cancellation in (1 + x) + e magnifies exp's
-# relative error by less than 1, so the float32 exp suffices.
-
-
-@scalar
-def silu_grad(x):
-    # s * (1 + x*(1 - s))
-    d = root_d(_d(x), SILU_ROOT)
-    near = d * RP.silu_q(d)
-    e = _exp_for_tail(x)
-    xd = _d(x)
-    r = _recip(1.0 + e)
-    if near_root(xd, SILU_ROOT):
-        return near
-    if x >= 0.0:
-        return (1.0 + xd * e * r) * r if e != 0.0 else 1.0  # no inf*0
-    if x < _TAIL:
-        return ((1.0 + xd) * e) * _TWO_M64 if e != 0.0 else -0.0
-    return e * ((1.0 + xd) + e) * (r * r)
+    # x tanh(softplus(x)): tanh(log1p(e)) = n/(n + 2), n = e (e + 2),
+    # e = exp(x), for x < 0; (1 + 2e)/(1 + 2e + 2e^2), e = exp(-x), above
+    xc, es, e = _mish_parts(x)
+    nh, nl, dh, dl = _mish_pos_den(e)
+    qp, qpl = _ratio(nh, nl, dh, dl)
+    ns, nsl, dh2, dl2 = _mish_neg_den(es, e)
+    qn, qnl = _ratio(ns, nsl, dh2, dl2)
+    neg = fma(xc, qn, xc * qnl) * _TWO_M64_32
+    if x >= _F0:
+        return x if x > _F(20.0) else fma(x, qp, x * qpl)
+    return neg if x == x else x
 
 
 @scalar
 def mish_grad(x):
-    # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sp = softplus(x)
-    d = root_d(_d(x), MISH_ROOT)
-    near = d * RP.mish_q(d)
-    e = _exp_for_tail(x)
-    xd = _d(x)
-    if near_root(xd, MISH_ROOT):
-        return near
-    pos = x >= 0.0
-    q = 1.0 + 2.0 * e * (1.0 + e)
-    dd = e * (e + 2.0) + 2.0
-    rq = _recip(q if pos else dd)
-    if pos:
-        g = (1.0 + 2.0 * e) * rq + 4.0 * ((xd * e) * e) * (1.0 + e) * (rq * rq)
-        return g if e != 0.0 else 1.0
-    if x < _TAIL:
-        return ((1.0 + xd) * e) * _TWO_M64 if e != 0.0 else -0.0
-    b = 4.0 * (1.0 + xd) + e * ((6.0 + 4.0 * xd) + e * (4.0 + e))
-    return e * b * (rq * rq)
+    # tanh(sp) + x sech(sp)^2 sigmoid(x), sp = softplus(x). x >= 0 (e =
+    # exp(-x)): (1 + 2e)/Q + 4x e^2 (1 + e)/Q^2, Q = 1 + 2e + 2e^2; x < 0
+    # (e = exp(x)): e b/(n + 2)^2, b = 4(1 + x) + e((6 + 4x) + e(4 + e)),
+    # which vanishes at the root -1.192 (polynomial window)
+    rt = _MISH_ROOT32
+    d = (x - rt[0]) - rt[1]
+    xc, es, e = _mish_parts(x)
+    nh, nl, dh, dl = _mish_pos_den(e)
+    qp, qpl = _ratio(nh, nl, dh, dl)
+    rp = _F1 / dh
+    b2 = (_F(4.0) * ((xc * e) * e)) * (_F1 + e) * (rp * rp)
+    pos = qp + (qpl + b2)
+    b = fma(e, fma(e, _F(4.0) + e, fma(_F(4.0), xc, _F(6.0))), _F(4.0) * (_F1 + xc))
+    _, _, dh2, dl2 = _mish_neg_den(es, e)
+    r = _F1 / dh2
+    rl = r * (fma(-r, dh2, _F1) - r * dl2)
+    r2 = r * r
+    r2l = fma(r, r, -r2) + _F2 * (r * rl)
+    p = es * b
+    neg = fma(p, r2, p * r2l + fma(es, b, -p) * r2) * _TWO_M64_32
+    if abs(d) < rt[2]:
+        return d * RP.mish_q32(d)
+    if x >= _F0:
+        return pos if x < _F(20.0) else _F1
+    return neg if x == x else x
 
 
 # ----------------------------------------------------------------- gelu tanh
 
 
-@scalar
+_GT_C2_HI = _F(GT_C2_HI)  # 2 sqrt(2/pi) as a float32 pair
+_GT_C2_LO = _F(GT_C2_HI - float(_GT_C2_HI))
+_GT_K_HI = _F(GT_K_HI)  # 0.044715 as a float32 pair
+_GT_K_LO = _F(GT_K_HI - float(_GT_K_HI))
+_GT_ROOT32 = RP.ROOTS32["gelu_tanh"]
+
+
+@scalar(inline=True)
 def _gelu_tanh_z(xc):
-    """z = 2*sqrt(2/pi)*x*(1 + 0.044715 x^2) in float64 (|x| <= 30): its
-    relative rounding error ~1e-16 is far below what exp(z) can show in float32."""
-    return GT_C2_HI * xc * (1.0 + GT_K_HI * xc * xc)
+    """(z, zl, a, al): z + zl = 2 sqrt(2/pi) x (1 + 0.044715 x^2) to ~2**-40
+    relative (exp(-|z|) magnifies z's error by |z|), a + al = 0.044715 x^2."""
+    x2 = xc * xc
+    x2l = fma(xc, xc, -x2)
+    a = _GT_K_HI * x2
+    al = fma(_GT_K_HI, x2, -a) + (_GT_K_HI * x2l + _GT_K_LO * x2)
+    b = _F1 + a
+    bl = two_sum_err(_F1, a, b) + al
+    m = xc * b
+    ml = fma(xc, b, -m) + xc * bl
+    z = _GT_C2_HI * m
+    zl = fma(_GT_C2_HI, m, -z) + (_GT_C2_HI * ml + _GT_C2_LO * m)
+    return z, zl, a, al
 
 
 @scalar
 def gelu_tanh(x):
-    # 0.5*x*(1 + tanh(u)) = x*sigmoid(z), z = 2u
-    xd = _d(x)
-    xc = min(max(xd, -30.0), 30.0)
-    z = _gelu_tanh_z(xc)
-    tail = z < _TAIL
-    e = _exp_scaled(-abs(z), tail)
-    r = _recip(1.0 + e)
-    if x > 30.0:
-        return xd
-    if x < -30.0:
-        return -0.0
-    if x >= 0.0:
-        return xd * r
-    if tail:
-        return (xd * e) * _TWO_M64
-    if x < 0.0:
-        return xd * e * r
-    return xd  # NaN
+    # 0.5 x (1 + tanh(u)) = x sigmoid(z), z = 2u; x beyond +-30: x, -0
+    xc = x if x > _F(-30.0) else _F(-30.0)
+    xc = xc if xc < _F(30.0) else _F(30.0)
+    z, zl, _, _ = _gelu_tanh_z(xc)
+    y = _x_sigmoid(x, z, zl, xc)
+    y = x if x > _F(30.0) else y
+    return y if x == x else x
 
 
 @scalar
 def gelu_tanh_grad(x):
-    # sigmoid(z) + x z' sigmoid(z) (1 - sigmoid(z)), z' = 2c(1 + 3k x^2)
-    xd = _d(x)
-    d = root_d(xd, GELU_TANH_ROOT)
-    near = d * RP.gelu_tanh_q(d)
-    xc = min(max(xd, -30.0), 30.0)
-    z = _gelu_tanh_z(xc)
-    tail = z < _TAIL
-    e = _exp_scaled(-abs(z), tail)
-    dz = GT_C2_HI * (1.0 + 3.0 * GT_K_HI * xc * xc)
-    r = _recip(1.0 + e)
-    if near_root(xd, GELU_TANH_ROOT):
-        return near
-    if x > 30.0:
-        return 1.0
-    if x < -30.0:
-        return -0.0
-    if x >= 0.0:
-        return (1.0 + xc * dz * e * r) * r
-    if tail:
-        return ((1.0 + xc * dz) * e) * _TWO_M64
-    if x < 0.0:
-        return ((1.0 + xc * dz * r) * r) * e
-    return xd  # NaN
+    # sigmoid(z) + x z' sigmoid(z) (1 - sigmoid(z)), z' = 2c (1 + 3k x^2)
+    rt = _GT_ROOT32
+    d = (x - rt[0]) - rt[1]
+    xc = x if x > _F(-30.0) else _F(-30.0)
+    xc = xc if xc < _F(30.0) else _F(30.0)
+    z, zl, a, al = _gelu_tanh_z(xc)
+    # z' = 2c (1 + 3a) as a pair: near the root its error is not damped
+    t3 = _F(3.0) * a
+    w = _F1 + t3
+    wl = two_sum_err(_F1, t3, w) + (fma(_F(3.0), a, -t3) + _F(3.0) * al)
+    dz = _GT_C2_HI * w
+    dzl = fma(_GT_C2_HI, w, -dz) + (_GT_C2_HI * wl + _GT_C2_LO * w)
+    return _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, d * RP.gelu_tanh_q32(d), rt[2])
 
 
 # ---------------------------------------------------------------------- gelu

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 import fastact
+from fastact.devtools.accuracy import BOUNDS
 
 from fastact.catalog import CATALOG, ENTRIES
 
@@ -129,20 +130,20 @@ def _ordered(a):
     return np.where(i < 0, -mag, mag)
 
 
-def ulp_distances(a, b):
-    """Elementwise distance in ulps (float32; +0 and -0 are the same point)."""
-    assert np.array_equal(np.isnan(a), np.isnan(b)), (a, b)
-    ok = ~np.isnan(a)
-    return np.abs(_ordered(a[ok]).astype(np.int64) - _ordered(b[ok]).astype(np.int64))
+def _check_within(got32, ref64, bound, x, *inputs, root=None):
+    """float32 results within ``bound`` float32 ulps of the float64 kernel's
+    (the catalog's float32 contract; the float64 kernel stands in for the
+    exact value), or within the absolute bound next to a derivative's zero."""
+    from fastact.devtools.accuracy import ROOT_ABS_FACTOR, ROOT_ABS_WINDOW, ulps_f32
 
-
-def _check_within_1ulp(got32, ref64, *inputs):
-    with np.errstate(over="ignore"):  # float64 results beyond float32's range
-        ref = ref64.astype(np.float32)
     assert got32.dtype == np.float32
-    d = ulp_distances(got32, ref)
-    bad = np.nonzero(d > 1)[0]
-    assert not len(bad), [(tuple(a[i] for a in inputs), got32[i], ref[i]) for i in bad[:5]]
+    err = ulps_f32(got32, ref64)
+    if root is not None:
+        near = np.abs(x.astype(np.float64) - root) <= ROOT_ABS_WINDOW
+        tol = ROOT_ABS_FACTOR * float(np.finfo(np.float32).eps) * np.maximum(1.0, np.abs(x.astype(np.float64)))
+        err = np.where(near & (np.abs(got32 - ref64) <= tol), 0.0, err)
+    bad = np.nonzero(err > bound)[0]
+    assert not len(bad), [(tuple(a[i] for a in (x, *inputs)), got32[i], ref64[i], err[i]) for i in bad[:5]]
 
 
 @pytest.mark.parametrize("name, vals", param_cases())
@@ -151,7 +152,7 @@ def _check_within_1ulp(got32, ref64, *inputs):
 @example(xs=F32_EXTREMES)
 # found by hypothesis: float32 softplus at beta=0.7 was 2 ulp off here
 @example(xs=[0.00833332, -3.5078986, 1.0179472, -4.868439, -1.4150999])
-def test_float32_within_1ulp_of_float64(name, vals, xs):
+def test_float32_within_its_bounds_of_float64(name, vals, xs):
     f, e = fastact.ACTIVATIONS[name], CATALOG[name]
     kw = kwargs(name, vals)
     x32 = np.array(xs, dtype=np.float32)
@@ -164,14 +165,17 @@ def test_float32_within_1ulp_of_float64(name, vals, xs):
         y32 = f(x32, **kw)
         d32 = f.backward(np.ones_like(x32), x32, **kw)
         b32 = f.backward(g32, x32, **kw)
-    _check_within_1ulp(y32, f(x64, **kw64), x32)
-    _check_within_1ulp(d32, f.backward(np.ones_like(x64), x64, **kw64), x32)
-    _check_within_1ulp(b32, f.backward(g64, x64, **kw64), x32, g32)
+    fwd, bwd = BOUNDS[("forward", "float32")], BOUNDS[("backward", "float32")]
+    _check_within(y32, f(x64, **kw64), fwd, x32)
+    _check_within(d32, f.backward(np.ones_like(x64), x64, **kw64), bwd, x32, root=e.grad_root)
+    # grad * f'(x): one more rounding
+    _check_within(b32, f.backward(g64, x64, **kw64), bwd + 1.0, x32, g32, root=e.grad_root)
     if e.grad_y is not None and not (e.check_y and e.check_y(*vals)):
         y = y32[np.isfinite(y32)]
         with np.errstate(over="ignore"):
             by32 = f.backward_from_output(np.ones_like(y), y, **kw)
-        _check_within_1ulp(by32, f.backward_from_output(np.ones(len(y)), y.astype(np.float64), **kw64), y)
+        ref_y = f.backward_from_output(np.ones(len(y)), y.astype(np.float64), **kw64)
+        _check_within(by32, ref_y, BOUNDS[("backward_y", "float32")], y)
 
 
 # -------------------------------------------------------------------- monotone

@@ -187,13 +187,27 @@ def test_non_fma_path_compiles_dekker_and_is_exact(tmp_path):
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
+_ACCURACY_SCRIPT = r"""
+from fastact.devtools import accuracy as A, gen_accuracy
+from fastact.scalar.fma import has_fma
+assert not has_fma()
+names = {"sigmoid", "silu", "gelu", "gelu_tanh", "tanh", "softplus", "elu", "mish"}
+bad = 0
+for e, which, kind, dtype in gen_accuracy.cases():
+    if e.name in names:
+        r = A.measure(e, kind, dtype, which)
+        print(e.name, which, kind, dtype, f"{r.max_ulp:.2f}", len(r.failures))
+        bad += len(r.failures) + (r.n < 1000)
+print("ok" if bad == 0 else "FAILED")
+"""
+
+
 def test_non_fma_path_keeps_the_accuracy_contract(tmp_path):
-    """The float32 and float64 accuracy tests of the transcendental activations,
-    compiled for a CPU without FMA."""
+    """The accuracy measurement of the transcendental activations (mpmath,
+    the catalog's bounds), compiled for a CPU without FMA."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-         "tests/functions/test_accuracy.py", "-k", "sigmoid or silu or gelu or tanh or softplus or elu"],
-        env=_no_fma_env(tmp_path), cwd=root, capture_output=True, text=True, timeout=1200, check=False,
+        [sys.executable, "-c", _ACCURACY_SCRIPT], env=_no_fma_env(tmp_path), cwd=root,
+        capture_output=True, text=True, timeout=1200, check=False,
     )
-    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-3000:] + r.stderr[-3000:]

@@ -3,7 +3,11 @@
 ROOTS: name -> (root_hi, root_lo, half_width). Near the zero of the derivative,
 f'(x) = d * <name>_q(d) with d = (x - root_hi) - root_lo; each q is written out
 as a Horner expression so that the kernels stay straight-line code.
+ROOTS32 and <name>_q32: the same in float32 for the float32 kernels, on a
+narrower window.
 """
+
+import numpy as np
 
 from fastact.scalar.fma import muladd
 from fastact.scalar.registry import scalar
@@ -14,6 +18,12 @@ ROOTS = {
     "gelu": (-0.7517915246935645, 1.4956759177009883e-17, 0.6),
     "gelu_tanh": (-0.7524614220710163, 3.635560509207687e-17, 0.6),
 }
+ROOTS32 = {
+    "silu": (np.float32(-1.2784645557403564), np.float32(1.2979282537628478e-08), np.float32(0.25)),
+    "mish": (np.float32(-1.1924312114715576), np.float32(-3.0439375464652585e-09), np.float32(0.25)),
+    "gelu": (np.float32(-0.7517915368080139), np.float32(1.211444988769017e-08), np.float32(0.25)),
+    "gelu_tanh": (np.float32(-0.7524614334106445), np.float32(1.1339627903339533e-08), np.float32(0.25)),
+}
 
 
 # degree 21
@@ -22,10 +32,22 @@ def silu_q(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, -6.069883610641177e-11, -2.1491887910697743e-10), 2.2510485533922007e-10), 2.9088194493841873e-09), 4.624485619619449e-09), -1.8873427643009703e-08), -9.26678737041276e-08), -3.0513635976093575e-08), 8.599697494321027e-07), 2.34602989351189e-06), -2.9426319158984396e-06), -2.9733542236658828e-05), -4.090534237250028e-05), 0.00018570724361341987), 0.000798521881839735), 0.0001266274100810653), -0.006606589138356695), -0.01522265522318803), 0.018874814223782312), 0.1466487969969469), 0.2178117057198001)
 
 
+# degree 6, float32
+@scalar(inline=True)
+def silu_q32(d):
+    return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(0.0007940232171677053), np.float32(0.0001466864487156272)), np.float32(-0.006606448441743851)), np.float32(-0.015223279595375061)), np.float32(0.018874812871217728)), np.float32(0.1466488093137741)), np.float32(0.2178117036819458))
+
+
 # degree 21
 @scalar
 def mish_q(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, 2.7995441267007058e-09, 6.9629721988515725e-09), -4.992919573600388e-09), -6.2121133230975e-08), -1.4138704525738472e-07), 2.7031116890581584e-08), 1.0717367245574403e-06), 2.9087808445753446e-06), 9.427255550317962e-07), -1.729926429134635e-05), -5.5828914506920706e-05), -4.196149672375995e-05), 0.0002541293637846287), 0.0009898181021735627), 0.0010924055409473976), -0.0033606849270248645), -0.01582112656173343), -0.02027182271668422), 0.04190782104360987), 0.20473126408010586), 0.2669479140495345)
+
+
+# degree 8, float32
+@scalar(inline=True)
+def mish_q32(d):
+    return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(0.0002462919510435313), np.float32(0.0009836922399699688)), np.float32(0.0010927726980298758)), np.float32(-0.003360394388437271)), np.float32(-0.01582113280892372)), np.float32(-0.020271828398108482)), np.float32(0.04190782085061073)), np.float32(0.2047312706708908)), np.float32(0.2669479250907898))
 
 
 # degree 19
@@ -34,7 +56,19 @@ def gelu_q(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, 1.7562879897975466e-09, -1.1650491274503813e-09), -3.5355526780646313e-08), -1.7676313937126184e-09), 5.702356887750598e-07), 4.329086085999942e-07), -7.748451794705445e-06), -1.1214394961873585e-05), 8.615947726914578e-05), 0.0001863397483131801), -0.0007448268385633687), -0.002239538068245906), 0.0045392283791204115), 0.01942167983819681), -0.014771522148244235), -0.11400823329722187), -0.018199676398671087), 0.388284982990552), 0.4314939923140469)
 
 
+# degree 8, float32
+@scalar(inline=True)
+def gelu_q32(d):
+    return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(-0.0007328122155740857), np.float32(-0.0022134813480079174)), np.float32(0.00453866645693779)), np.float32(0.019420459866523743)), np.float32(-0.01477151270955801)), np.float32(-0.11400821059942245)), np.float32(-0.018199676647782326)), np.float32(0.38828498125076294)), np.float32(0.43149399757385254))
+
+
 # degree 21
 @scalar
 def gelu_tanh_q(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, -9.109317226946978e-09, -1.3967291631696336e-08), 7.300966924180604e-08), 1.3921969779072515e-07), -4.3005285354996387e-07), -9.888148532315586e-07), 2.433285349465541e-06), 5.918322784806038e-06), -1.595085056637544e-05), -3.495612130893974e-05), 0.00012425227296402136), 0.0002639276350078936), -0.0009274420226871986), -0.002422731845511222), 0.00526105925490983), 0.019682309459819917), -0.01661932834305236), -0.11394448308095877), -0.01578285352184803), 0.38751844613578895), 0.4304000910248585)
+
+
+# degree 8, float32
+@scalar(inline=True)
+def gelu_tanh_q32(d):
+    return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(-0.0009101768373511732), np.float32(-0.0023860717192292213)), np.float32(0.005260252859443426)), np.float32(0.019680596888065338)), np.float32(-0.01661931350827217)), np.float32(-0.11394445598125458)), np.float32(-0.015782853588461876)), np.float32(0.38751843571662903)), np.float32(0.4304001033306122))
