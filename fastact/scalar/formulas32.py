@@ -36,7 +36,8 @@ from fastact.scalar.eft import two_sum_err
 from fastact.scalar.fma import fma
 from fastact.scalar.registry import scalar
 from fastact.scalar.mathlib32 import erfcf, expf, expm1f, log1pf, tanhf
-from fastact.scalar.vmath32 import _scale, exp_fast_parts, exp_parts, exp_scaled, scale_fast
+from fastact.scalar.generated import gelu32_coeffs as G32
+from fastact.scalar.vmath32 import _pow2i, _scale, exp_fast_parts, exp_parts, exp_scaled, scale_fast
 from fastact.scalar.formulas import (
     GELU_ROOT,
     GELU_TANH_ROOT,
@@ -101,6 +102,7 @@ _SELU_SA_HI = _F(SELU_SCALE_ALPHA)
 _SELU_SA_LO = _F(SELU_SCALE_ALPHA - float(_SELU_SA_HI))
 _SILU_ROOT32 = RP.ROOTS32["silu"]
 _SOFTPLUS_SWITCH32 = _F(_SOFTPLUS_SWITCH)
+_HALF32 = _F(0.5)
 
 
 @scalar(inline=True)
@@ -112,6 +114,26 @@ def _exp_neg_scaled(ax, shift):
     a = ax if ax < -_LO else -_LO
     k, u = exp_fast_parts(-a, _F0)
     return scale_fast(u, k + _SHIFT64 + shift), scale_fast(u, k)
+
+
+@scalar(inline=True)
+def _exp_m(a, al):
+    """(k, mh, ml): exp(a + al) = 2^k (mh + ml) to ~2**-30 (exp_parts carries
+    the reduction's and the argument's rounding), for finite a in [-160, 89].
+    Kept as a pair: a product e p rounded once is within ~0.5 ulp, where a
+    rounded e could already be off by an ulp of the product (e and p e in
+    different binades)."""
+    k, th, tl = exp_parts(a, al)
+    mh = th + tl
+    return k, mh, tl - (mh - th)
+
+
+@scalar(inline=True)
+def _times_pow2(m, k):
+    """m 2^k, exact for normal results; 0 for k < -126 (callers use it for
+    factors that only enter 1 + e, or with k shifted by 64)."""
+    kc = max(min(k, np.int32(127)), np.int32(-127))
+    return m * _pow2i(kc)  # _pow2i(-127) has all-zero bits: 0.0
 
 
 @scalar(inline=True)
@@ -131,11 +153,11 @@ def _times(a, r, rl):
 
 
 @scalar(inline=True)
-def _prod3(a, b, bl, r, rl):
-    """a * (b + bl) * (r + rl) with the rounding of a*b carried: rounded
+def _prod3(a, al, b, bl, r, rl):
+    """(a + al) (b + bl) (r + rl) with the rounding of a*b carried: rounded
     about once."""
     p = a * b
-    pl = fma(a, b, -p) + a * bl
+    pl = fma(a, b, -p) + (a * bl + al * b)
     return fma(p, r, p * rl + pl * r)
 
 
@@ -163,8 +185,8 @@ def sigmoid_grad(x):
 
 @scalar(inline=True)
 def _sig_parts(z, zl):
-    """(es, e, r, rl) for sigmoid(z + zl): e = exp(-|z + zl|) (0 below
-    2**-126: it only enters 1 + e), es = e * 2**64 (normal down to z = -150,
+    """(es, esl, e, r, rl) for sigmoid(z + zl): e = exp(-|z + zl|) (0 below
+    2**-126: it only enters 1 + e), es + esl = e * 2**64 (normal down to z = -150,
     so that a product x e keeps its 24 bits where it is near or below the
     subnormal range: callers scale it by 2**-64 once, at the end),
     1/(1 + e) = r + rl."""
@@ -173,20 +195,21 @@ def _sig_parts(z, zl):
     a = -zc if pos else zc
     al = -zl if (pos and a > _LO) else (zl if a > _LO else _F0)
     a = a if a > _LO else _LO
-    k, u = exp_fast_parts(a, al)
-    es = scale_fast(u, k + _SHIFT64)
-    e = scale_fast(u, k)
+    k, mh, ml = _exp_m(a, al)
+    es = _times_pow2(mh, k + _SHIFT64)
+    esl = _times_pow2(ml, k + _SHIFT64)
+    e = _times_pow2(mh, k)
     r, rl = _recip_1p(e)
-    return es, e, r, rl
+    return es, esl, e, r, rl
 
 
 @scalar(inline=True)
 def _x_sigmoid(x, z, zl, xc):
     """x sigmoid(z + zl) rounded about once; ``xc`` is x clamped to a finite
     range (products with e use it, so x = -inf gives -0, not -inf * 0)."""
-    es, _, r, rl = _sig_parts(z, zl)
+    es, esl, _, r, rl = _sig_parts(z, zl)
     pos = _times(x, r, rl)
-    neg = _prod3(xc, es, _F0, r, rl) * _TWO_M64_32
+    neg = _prod3(xc, _F0, es, esl, r, rl) * _TWO_M64_32
     return pos if z >= _F0 else neg
 
 
@@ -197,7 +220,7 @@ def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
     e r (1 + x z' r) below, whose last factor vanishes at the derivative's
     root, where ``near`` (d q(d)) is taken within ``half_width``; elsewhere
     1 + x z' r is carried as a pair."""
-    es, e, r, rl = _sig_parts(z, zl)
+    es, esl, e, r, rl = _sig_parts(z, zl)
     xd = xc * dz
     t = xd * e * r
     pos = fma(r, t, r + rl * (_F1 + _F2 * t))
@@ -206,7 +229,7 @@ def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
     ql = fma(xd, r, -q) + (xd * rl + xdl * r)
     s = _F1 + q
     sl = two_sum_err(_F1, q, s) + ql
-    neg = _prod3(es, r, rl, s, sl) * _TWO_M64_32
+    neg = _prod3(es, esl, r, rl, s, sl) * _TWO_M64_32
     neg = neg if neg != _F0 else _F(-0.0)  # below the root the derivative is < 0
     if abs(d) < half_width:
         return near
@@ -326,8 +349,8 @@ def _pair_prod(b, x):
 @scalar(inline=True)
 def _sigmoid_pair(z, zl):
     """sigmoid(z + zl) rounded about once (NaN z -> NaN)."""
-    es, _, r, rl = _sig_parts(z, zl)
-    neg = _times(es, r, rl) * _TWO_M64_32
+    es, esl, _, r, rl = _sig_parts(z, zl)
+    neg = fma(es, r, es * rl + esl * r) * _TWO_M64_32
     return _times(_F1, r, rl) if z >= _F0 else (neg if z < _F0 else z)
 
 
@@ -400,8 +423,8 @@ def _mish_parts(x):
     xc = x if x > _LO else _LO
     xc = xc if xc < _F(20.0) else _F(20.0)
     a = -xc if xc >= _F0 else xc
-    k, u = exp_fast_parts(a, _F0)
-    return xc, scale_fast(u, k + _SHIFT64), scale_fast(u, k)
+    k, mh, _ = _exp_m(a, _F0)
+    return xc, _times_pow2(mh, k + _SHIFT64), _times_pow2(mh, k)
 
 
 @scalar(inline=True)
@@ -538,70 +561,95 @@ def gelu_tanh_grad(x):
 
 
 # ---------------------------------------------------------------------- gelu
-# x Phi(x) = x/2 erfc(-x/sqrt2) from one float32 erfc (with the rounding of
-# -x/sqrt2 carried to first order: erfc' = -2/sqrt(pi) exp(-u^2)) and one
-# exp(-x^2/2); x^2 is exact in float64 for a float32 x. Below x = -9, where
-# erfc(-x/sqrt2) would be subnormal before the product, the asymptotic
-# series phi(x) S(x) of the definition takes over (9 terms: < 1e-9 there).
+# x Phi(x), float32 throughout. |x| < 0.5: x (1/2 + x P(x^2)). a = |x| >= 0.5:
+# Phi(-a) = exp(-a^2/2) M(a) with M the scaled Mills ratio (generated
+# piecewise polynomials, generated/gelu32_coeffs.py), a^2 exact as a pair,
+# M's last step and a M carried: gelu = -a Phi(-a) below -0.5 (rounded once,
+# subnormal results included), x - a Phi(-a) above 0.5 (the term is < 0.16 x).
+# gelu'(x) = Phi(x) + x phi(x): 1/2 + x S(x^2) for |x| < 0.5; exp(-a^2/2) G(a)
+# with G = M(a) - a/sqrt(2 pi) below (zero at the root -0.7518, where the
+# generated root polynomial takes over), 1 - exp(-a^2/2) G(a) above.
+_GELU_ROOT32 = RP.ROOTS32["gelu"]
+_PHI0_HI = _F(INV_SQRT_2PI)  # 1/sqrt(2 pi) as a float32 pair
+_PHI0_LO = _F(INV_SQRT_2PI - float(_PHI0_HI))
+_A_MAX = _F(15.0)  # exp(-a^2/2) M(a) a rounds to 0 beyond
 
 
-@scalar
-def _mills_series(x):
-    """S(x) with Phi(x) = phi(x)/|x| * S(x), asymptotic, for x <= -9 (the
-    10th term there is below 2e-10, far under a float32 ulp)."""
-    u = _recip(x * x)
-    s = 0.0
-    c = 34459425.0  # (2k-1)!! for k = 9 down to 1
-    for k in range(9, 0, -1):
-        s = (s + (c if k % 2 == 0 else -c)) * u
-        c = c / (2 * k - 1)
-    return 1.0 + s
-
-
-@scalar
-def _gelu_parts(x):
-    """(xd, erfc(-x/sqrt2), exp(-x^2/2) [times 2**64 in the tail], tail)."""
-    xd = _d(x)
-    uf, ul = _split(-xd * INV_SQRT2_HI)
-    z = -0.5 * (xd * xd)
-    tail = z < _TAIL
-    ephi = _exp_scaled(z, tail)
-    ec = _d(erfcf(uf)) - ul * TWO_OVER_SQRT_PI * ephi
-    return xd, ec, ephi, tail
-
-
-@scalar
-def _tail_x(xd):
-    """x clamped to [-30, -9] for the series: every lane stays finite (x = 0
-    would divide by zero, -inf would give inf/inf); beyond -30 exp(-x^2/2)
-    is 0 anyway."""
-    return max(min(xd, -9.0), -30.0)
+@scalar(inline=True)
+def _gelu_tail(x):
+    """(ac, k, eh, el, mh, ml): a = |x| clamped to [0.5, 15], exp(-a^2/2) =
+    2^k (eh + el), M(a) = mh + ml, both to ~2**-28."""
+    ax = abs(x)
+    ac = ax if ax > _HALF32 else _HALF32  # NaN -> 0.5 (callers restore NaN)
+    ac = ac if ac < _A_MAX else _A_MAX
+    a2 = ac * ac
+    a2l = fma(ac, ac, -a2)
+    k, eh, el = exp_parts(_F(-0.5) * a2, _F(-0.5) * a2l)
+    p1 = ac < _F1
+    p2 = ac < _F2
+    p3 = ac < _F(3.5)
+    # the far piece is in w = 1/a^2: 1/a and its square carried as pairs
+    t = _F1 / ac
+    tl = fma(-t, ac, _F1) * t
+    w = t * t
+    wl = fma(t, t, -w) + _F2 * (t * tl)
+    c = G32.gelu_mills_centre(p1, p2, p3)
+    v = (ac - c) if p3 else ((w - c) + wl)  # a - c is exact (Sterbenz)
+    c0h, c0l, q = G32.gelu_mills(v, p1, p2, p3)
+    vq = v * q
+    mh = c0h + vq
+    ml = two_sum_err(c0h, vq, mh) + (fma(v, q, -vq) + c0l)
+    # far piece: M = (mh + ml) (t + tl)
+    fh = mh * t
+    fl = fma(mh, t, -fh) + (mh * tl + ml * t)
+    return ac, k, eh, el, (mh if p3 else fh), (ml if p3 else fl)
 
 
 @scalar
 def gelu(x):
-    xd, ec, ephi, tail = _gelu_parts(x)
-    xt = _tail_x(xd)
-    s = (-INV_SQRT_2PI * ephi) * _mills_series(xt)
-    if x >= -9.0:
-        return 0.5 * xd * ec
-    if x < -9.0:
-        return s * _TWO_M64 if tail else s
-    return xd  # NaN
+    # small |x|: x/2 + x^2 (c0 + t Q), x^2 = t + tl carried
+    t = x * x
+    tl = fma(x, x, -t)
+    c0h, c0l, q = G32.gelu_small_p(t)
+    p = c0h + fma(t, q, c0l)
+    small = fma(t, p, fma(tl, p, _HALF32 * x))
+    # |x| >= 0.5: a Phi(-a) = 2^k (1 + u) a M, a M = th + tl2 carried
+    ac, k, eh, el, mh, ml = _gelu_tail(x)
+    th = ac * mh
+    tl2 = fma(ac, mh, -th) + ac * ml
+    m = _prod3(th, tl2, eh, el, _F1, _F0)  # a M exp(-a^2/2) 2^-k, rounded once
+    neg = -_scale(m, k)
+    kc = k if k > np.int32(-126) else np.int32(-126)  # the term is negligible below
+    pos = fma(-m, _pow2i(kc), x)
+    if abs(x) < _HALF32:
+        return small
+    if x > _F0:
+        return pos
+    return neg if x == x else x
 
 
 @scalar
 def gelu_grad(x):
-    # Phi(x) + x phi(x)
-    xd, ec, ephi, tail = _gelu_parts(x)
-    d = root_d(xd, GELU_ROOT)
-    near = d * RP.gelu_q(d)
-    if near_root(xd, GELU_ROOT):
-        return near
-    xt = _tail_x(xd)
-    s = (INV_SQRT_2PI * ephi) * ((xt * xt - _mills_series(xt)) * _recip(xt))
-    if x >= -9.0:
-        return 0.5 * ec + xd * INV_SQRT_2PI * ephi if x <= 40.0 else 1.0
-    if x < -9.0:
-        return s * _TWO_M64 if tail else s
-    return xd  # NaN
+    rt = _GELU_ROOT32
+    d = (x - rt[0]) - rt[1]
+    t = x * x
+    c0h, c0l, q = G32.gelu_small_s(t)
+    p = c0h + fma(t, q, c0l)
+    small = fma(x, p, _HALF32)
+    # G = M - a phi0 as a pair, then exp(-a^2/2) G
+    ac, k, eh, el, mh, ml = _gelu_tail(x)
+    ph = ac * _PHI0_HI
+    pl = fma(ac, _PHI0_HI, -ph) + ac * _PHI0_LO
+    gh = mh - ph
+    gl = two_sum_err(mh, -ph, gh) + (ml - pl)
+    g = _prod3(gh, gl, eh, el, _F1, _F0)  # G exp(-a^2/2) 2^-k, rounded once
+    neg = _scale(g, k)
+    kc = k if k > np.int32(-126) else np.int32(-126)
+    pos = fma(-g, _pow2i(kc), _F1)
+    if abs(d) < rt[2]:
+        return d * RP.gelu_q32(d)
+    if abs(x) < _HALF32:
+        return small
+    if x > _F0:
+        return pos
+    return neg if x == x else x

@@ -30,6 +30,11 @@ def test_vmath_coefficients_are_current():
     _check("gen_vmath")
 
 
+def test_gelu32_coefficients_are_current():
+    pytest.importorskip("mpmath")
+    _check("gen_gelu32")
+
+
 def test_every_entry_with_a_root_has_a_polynomial():
     from fastact.scalar.generated.rootpolys import ROOTS
 
