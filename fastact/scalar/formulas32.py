@@ -1,86 +1,49 @@
 """float32 evaluations of the transcendental activations.
 
-``formulas`` defines every activation in float64; a float32 kernel may
-evaluate that definition (widen, compute, round once) and be within 0.5 ulp,
-but float64 arithmetic runs on half as many SIMD lanes and its exp needs a
-degree-14 polynomial where float32 needs degree 6. The functions here are the
-same mathematics evaluated for a float32 result: the transcendental core
-(exp, expm1, log1p, tanh) runs in float32 (``_mathlib32``, <= 1-2 ulp), the
-few operations around it in float64, and the result is rounded once to
-float32 by the kernel. The catalog links each one to its activation
-(``forward32`` / ``grad32``); the accuracy tests measure them against mpmath
-with the float32 bounds (2 ulp forward, 4 ulp backward) and against the
-float64 definition on millions of points.
+``formulas`` defines every activation in float64; a float32 kernel could
+evaluate that definition (widen, compute, round once), but float64 runs on
+half as many SIMD lanes and needs longer polynomials. The functions here are
+the same mathematics evaluated in float32 throughout, for a float32 result
+within the catalog's float32 bounds (2 ulp forward, 4 ulp backward), which
+they spend on speed: no float64 operation anywhere (one would halve the
+loop's vector width), and the rounding errors that matter carried with
+fused multiply-adds (``fastact.scalar.fma``: a product's error is one fma, a
+division is corrected by one fma), so that each result is rounded about
+once. The catalog links each one to its activation (``forward32`` /
+``grad32``); the accuracy tests measure them against mpmath, and
+``python -m fastact.devtools.sweep32`` against the float64 kernels on every
+float32 input.
 
-Argument conventions: ``x`` is a float32, parameters are float64 (the
-float32 parameter values, exactly); a function returns float64 (rounded once
-by the kernel) or, where it is float32 throughout, float32.
+Conventions: ``x`` is a float32; parameters arrive as float64 holding float32
+values (exactly) and are used as float32; results are float32.
 
-Why the mixed precision is enough: a float32 exp with <= 1 ulp error enters
-1/(1 + e), x/(1 + e), ... with a condition number <= 1, the float64
-operations add ~2**-29 ulp, and the final rounding adds 0.5 ulp. Arguments
-of exp that are themselves rounded (beta*x, x/alpha) are formed in float64
-(a product of two float32 is exact there) and their float32 rounding error
-``zl`` is carried as exp(z) = exp(zf) * (1 + zl).
-
-Where exp(x) alone would be subnormal (x < -87.3) but p*exp(x) is not
-(silu, mish), exp is taken of x + 64 ln2 and scaled by 2**-64 in float64;
-exp(-x) is only ever taken where it cannot overflow (x >= -87).
+exp: ``exp_parts`` / ``exp_fast_parts`` of ``vmath32`` give 2^k times a pair
+(or 1 + u); where exp multiplies another factor the pair is kept (a rounded
+exp in a coarser binade than the product would cost up to an ulp of it).
+Where e = exp(x) alone would be subnormal (x < -87.3) but p e is not (silu,
+mish, gelu), e is carried times 2**64 and the product scaled back once at
+the end. Arguments of exp that are themselves rounded (beta x, x/alpha,
+gelu_tanh's z, -x^2/2) are carried as pairs into exp's reduction.
 """
 
 import numpy as np
 
-from fastact.scalar.generated import rootpolys as RP
-from fastact.scalar import formulas as F
 from fastact.scalar.eft import two_sum_err
 from fastact.scalar.fma import fma
-from fastact.scalar.registry import scalar
-from fastact.scalar.mathlib32 import erfcf, expf, expm1f, log1pf, tanhf
-from fastact.scalar.generated import gelu32_coeffs as G32
-from fastact.scalar.vmath32 import _pow2i, _scale, exp_fast_parts, exp_parts, exp_scaled, scale_fast
 from fastact.scalar.formulas import (
-    GELU_ROOT,
-    GELU_TANH_ROOT,
     GT_C2_HI,
     GT_K_HI,
-    INV_SQRT2_HI,
     INV_SQRT_2PI,
-    MISH_ROOT,
     SELU_SCALE,
     SELU_SCALE_ALPHA,
-    SILU_ROOT,
-    TWO_OVER_SQRT_PI,
-    near_root,
-    root_d,
 )
+from fastact.scalar.generated import gelu32_coeffs as G32
+from fastact.scalar.generated import rootpolys as RP
+from fastact.scalar.mathlib32 import expm1f, log1pf, tanhf
+from fastact.scalar.registry import scalar
+from fastact.scalar.vmath32 import _pow2i, _scale, exp_fast_parts, exp_parts, scale_fast
 
-_TAIL = -80.0  # below: p*exp(x) from exp(x + 64 ln2) * 2**-64 so exp keeps 24 bits
 _SOFTPLUS_SWITCH = 16.0  # exp(-16) < ulp(16)/2 in float32
-_LN2_64 = 44.3614195558365  # 64 ln2
-_TWO_M64 = 2.0**-64
-
-
-@scalar
-def _d(x):
-    return np.float64(x)
-
-
-@scalar
-def _recip(d):
-    """1/d for a float64 d with |d| in [2**-126, 2**127] (every caller's
-    denominator lies in [1, 6e37]): a float32 division refined by one Newton
-    step in float64, relative error ~2**-46. A float64 division costs ~0.6 ns
-    per element here (half the lanes, long latency), the float32 one ~0."""
-    r = np.float64(np.float32(1.0) / np.float32(d))
-    return r * (2.0 - d * r)
-
-
-@scalar
-def _split(z):
-    """(zf, zl): the float32 nearest to the float64 ``z`` and the exact rest."""
-    zf = np.float32(z)
-    zl = z - np.float64(zf) if abs(z) < 1e30 else 0.0
-    return zf, zl
 
 
 # Every function below is float32 throughout (a float64 operation in a
@@ -94,7 +57,6 @@ _F1 = _F(1.0)
 _F2 = _F(2.0)
 _SHIFT64 = np.int32(64)  # exp(x) * 2**64 keeps 24 bits down to x = -150
 _TWO_M64_32 = _F(2.0**-64)
-_TAIL32 = _F(_TAIL)
 _LO = _F(-160.0)  # exp's argument clamp below: every result there is 0 anyway
 _SELU_S_HI = _F(SELU_SCALE)
 _SELU_S_LO = _F(SELU_SCALE - float(_SELU_S_HI))
@@ -394,22 +356,6 @@ def log_sigmoid(x):
 @scalar
 def log_sigmoid_grad(x):
     return _sigmoid_pair(-x, _F0)  # 1 - sigmoid(x), without the cancellation
-
-
-@scalar
-def _exp_scaled(z, tail):
-    """exp(z) for a float64 z, times 2**64 when ``tail``: where exp(z) alone
-    would be subnormal or nearly so (z < -80) it is taken as exp(z + 64 ln2),
-    which is normal, and the caller scales the product by 2**-64 in float64.
-    The float64 argument is split into a float32 and its exact rest."""
-    zf, zl = _split(z + _LN2_64 if tail else z)
-    return _d(expf(zf)) * (1.0 + zl)
-
-
-@scalar
-def _exp_for_tail(x):
-    """exp(-|x|), times 2**64 in the tail x < -80."""
-    return _exp_scaled(-abs(_d(x)), x < _TAIL)
 
 
 # ---------------------------------------------------------------------- mish
