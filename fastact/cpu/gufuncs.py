@@ -29,6 +29,17 @@ def _row2(f, stamp):
     return row2
 
 
+def _row3(f, stamp):
+    def row3(a, b, c, out):
+        stamp  # noqa: B018
+        f(a, b, c, out)
+
+    return row3
+
+
+_ROWS = {1: _row1, 2: _row2, 3: _row3}
+
+
 def _gated_backward(f, fp, stamp):
     # one pass over (grad, a, b) writing both gradients of y = f(a) * b
     def gated_backward(g, a, b, da, db):
@@ -62,7 +73,8 @@ def _guvectorize(kernel, dtype, nargs, layout, contiguous=False):
 
 
 def gufunc(name, row_fn, nin, dtype, contiguous=False):
-    """gufunc ``(n)[,(n)]->(n)`` running ``row_fn(*rows, out)`` in ``dtype``.
+    """gufunc ``(n)[,(n)[,(n)]]->(n)`` running ``row_fn(*rows, out)`` in ``dtype``
+    (``nin`` rows in: the inputs, then any scratch rows the kernel takes).
 
     ``contiguous=True`` compiles the rows as C-contiguous arrays, whose loops
     LLVM vectorizes (with runtime strides it keeps most of them scalar). Such
@@ -72,8 +84,8 @@ def gufunc(name, row_fn, nin, dtype, contiguous=False):
     name = name + "_contiguous" if contiguous else name
 
     def build():
-        kernel = named((_row1 if nin == 1 else _row2)(row_fn, stamp()), name)
-        layout = "(n)->(n)" if nin == 1 else "(n),(n)->(n)"
+        kernel = named(_ROWS[nin](row_fn, stamp()), name)
+        layout = ",".join(["(n)"] * nin) + "->(n)"
         return _guvectorize(kernel, dtype, nin + 1, layout, contiguous)
 
     return GUFUNCS.get((name, np.dtype(dtype)), build)

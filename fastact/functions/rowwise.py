@@ -47,6 +47,12 @@ def _call_rows_gpu(name, arrays, axis, out, where_name):
     return o.obj if out is None else out
 
 
+# row kernels that take scratch rows (n elements of the compute dtype each,
+# their contents ignored) after their inputs: rows32.softmax_row32 keeps its
+# per-entry state there between passes (see its docstring)
+_SCRATCH_ROWS = {K32.softmax_row32: 2}
+
+
 def _call_rows(name, row_fn, arrays, axis, out, where_name):
     if _gpu.any_gpu(out, *(a for a, _ in arrays)):
         with _gpu.on_device(where_name, out, *(a for a, _ in arrays)):
@@ -68,12 +74,18 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
     # kernel compiled for contiguous rows, which vectorizes
     n = tmoved.shape[-1]
     unit = all(m.strides[-1] == m.itemsize or n <= 1 for m in moved + [tmoved])
-    gu = _cpu.gufunc(name, row_fn, len(arrays), compute, contiguous=unit)
+    scratch = _SCRATCH_ROWS.get(row_fn, 0)
+    gu = _cpu.gufunc(name, row_fn, len(arrays) + scratch, compute, contiguous=unit)
+
+    def call(ins, o):
+        # scratch rows: new ones per call (per thread), broadcast over the rows
+        quiet_call(gu, *ins, *(np.empty(n, compute) for _ in range(scratch)), out=o)
+
     if tmoved.ndim == 1:
-        quiet_call(gu, *moved, out=tmoved)
+        call(moved, tmoved)
     else:
         def chunk(i0, i1):
-            quiet_call(gu, *[m[i0:i1] for m in moved], out=tmoved[i0:i1])
+            call([m[i0:i1] for m in moved], tmoved[i0:i1])
 
         _threads.for_chunks(chunk, tmoved.shape[0], tmoved.size)
     if out is None:
@@ -124,9 +136,10 @@ probabilities by dropping it), so every entry is within 4 ulp of the exact
 value. float64: the maximum and the normaliser come from one read pass (the
 running sum is rescaled only when the row spans more than 600), a second pass
 writes; x - max is a double-double and the normaliser a compensated sum kept
-as 1 + rest. float32: vectorized row kernels (max, float32 exp, float64 sum,
-scale; the row stays in cache between passes) with the normaliser as
-k + rest (k entries equal to the maximum), see fastact/scalar/rows32.py.
+as 1 + rest. float32: vectorized row kernels (max, float32 exp with each
+term's rounding error carried into a float64 sum, write; the row stays in
+cache between passes), within 2 ulp forward, with the normaliser as k + rest
+(k entries equal to the maximum), see fastact/scalar/rows32.py.
 
 Any axis, any number of dimensions, strided inputs (no copy); parallel over rows
 for large inputs. float16 is computed in float32, integers in float64.

@@ -1,33 +1,62 @@
 """float32 row kernels of the softmax family, vectorizable.
 
-The float64 kernels of ``_rowkernels`` make one sequential pass with
-compensated sums and a moving reference: exact to a few float64 ulps, but a
-loop-carried chain that cannot use SIMD (~11 ns per element). A float32 row
-needs far less: differences ``x_i - max`` are exact in float64, a float32 exp
-of them (``expf`` with the float64 rest carried, <= 1 ulp) and a float64 sum
-of at most millions of such terms are far below half a float32 ulp. So every
-pass here is a loop LLVM vectorizes: the row (a few KB, in L1/L2 cache after
-the first pass) is read several times, memory is read once and written once.
+The float64 kernels of ``rows`` make one sequential pass with compensated
+sums and a moving reference: exact to a few float64 ulps, but a loop-carried
+chain that cannot use SIMD (~11 ns per element). A float32 row needs far
+less, so every pass here is a loop LLVM vectorizes (float32 lanes wherever
+the bound allows): the row (a few KB, in L1/L2 cache after the first pass) is
+read several times, memory is read once and written once.
 
-* max and the NaN/+inf check: 8 independent accumulators (the vectorizer
-  will not reorder a floating-point max, the SLP vectorizer packs these);
-* exp(x_i - m) into ``out`` in float32, the rounding of x_i - m carried;
-* the float64 sum of those terms (``reassoc``: vectorized, order-free);
-* the scaling pass.
+Forward, three passes:
+
+* the maximum m and the NaN/+inf check, on integer keys (a float's bits made
+  monotone: a signed integer max vectorizes, a float max does not);
+* exp(x_i - c) = 2^k (1 + u) with the cheap float32 core
+  (``vmath32.exp_fast_parts``, 2**-24.56 relative), u and 2^k kept in
+  scratch rows (softmax), and the normaliser summed in float64 from each
+  term's float32 value e and its exact rounding error (one fma:
+  e + err = (1 + u) 2^k scaled, exactly), so the sum of millions of terms
+  stays exact to ~2**-40, far below half a float32 ulp;
+* softmax: y = (1 + u)(1/S) 2^k from the scratch rows (u and 2^k), with 1/S
+  as a float32 pair and the product rounded once; log_softmax:
+  (x - m) - lse in float64.
+
+The reference c: exp turns the rounding error of an argument of size d into
+d ulps, so x - c must be exact or carried. For a row whose maximum m lies in
+[-32, 88], c = 0: every entry that matters (x >= m - 128) is its own exact
+argument in the core's domain, the terms are exp(x) scaled by
+2^(64 - round(m / ln2)) (softmax is the same for any c; log_softmax divides
+the sum by exp(m), computed in float64). No two-sum: the common case, the
+cheapest loop. Otherwise c = m, and the rounding of x - m (two-sum) goes
+into ``exp_core32``, which carries it and the rounding of the reduced
+argument (2**-24.96; the fast core with such an argument: 2**-24.14).
+Entries more than 128 below the maximum are clamped there: their results
+round to 0 either way. Terms are kept scaled so that none is subnormal and
+the write rounds once, also into the subnormal range.
+
+Accuracy (float32 ulps; tests/functions/test_rowwise.py against mpmath,
+docs/accuracy.md): the core's relative error d enters an entry and the
+normaliser, so softmax is within 2 d 2**24 + 0.5 ulp (1.86; measured 1.71 on
+~10**7 random entries, 1.1 on the named rows); log_softmax within ~1 ulp
+(measured 1.09 on rows of 2 to 5 entries, 0.5 on the named rows; the normaliser as k + rest, k the count of entries equal to
+the maximum, so a dominant entry gets -log1p(rest), the tiny negative
+number, not 0). ``exp_core32`` would bring the first path to 1.5 ulp but
+costs 40% more in its loop (LLVM then interleaves it half as much).
+
+Backward passes: one vectorized pass after a float64 dot product / sum, each
+entry rounded once; a row where the result cancels is recomputed by the
+compensated float64 kernel of ``rows``. softmax: y (g - S) with g - S as a
+float32 pair (two-sum), one fma. log_softmax: g - exp(y) S in float64 with
+exp(y) S to ~2**-40 (``mul_exp_rows64``: a degree-8 polynomial, no table),
+trusted where |g - exp(y) S| >= 2**-14 |exp(y) S| (elsewhere the row falls
+back).
 
 The gufuncs are compiled for unit-stride rows (``rowwise`` passes strided
 rows to the general build), since LLVM keeps loops over runtime-strided
 arrays scalar.
 
-log_softmax keeps the normaliser as ``k + rest`` (k entries equal to the
-maximum, rest the sum of all others) so a dominant entry gets
-``-log1p(rest)``, the tiny negative number, not 0. Backward passes: one
-vectorized pass with a plain float64 dot product / sum; a row where the
-result cancels is recomputed by the compensated float64 kernel (see below).
-
-Worst error (tests/functions/test_rowwise.py, vs mpmath): see docs/accuracy.md.
-Special rows as in ``_rowkernels``: -inf entries give 0 / -inf; a row with
-+inf or NaN, or only -inf, is NaN.
+Special rows as in ``rows``: -inf entries give 0 / -inf; a row with +inf or
+NaN, or only -inf, is NaN.
 """
 
 import math
@@ -35,10 +64,25 @@ import math
 import numpy as np
 
 from fastact.scalar.eft import two_sum_err
-from fastact.scalar.registry import scalar
-from fastact.scalar.mathlib import exp
+from fastact.scalar.fma import fma
+from fastact.scalar.generated.vmath32_coeffs import exp_p2
 from fastact.scalar.mathlib32 import expf
-from fastact.scalar.rows import NEG_INF, fill_nan, log_softmax_backward_row, softmax_backward_row
+from fastact.scalar.registry import bitcasts, scalar
+from fastact.scalar.rows import (
+    NEG_INF,
+    fill_nan,
+    log_softmax_backward_row,
+    softmax_backward_row,
+)
+from fastact.scalar.vmath32 import exp_fast_parts
+
+_F = np.float32
+_bits_f32, _f32_bits = bitcasts(32)
+_bits_f64, _f64_bits = bitcasts(64)
+
+_LO = _F(-128.0)  # x - m below this: exp < 2**-184, every result rounds to 0
+_BIAS64 = 191  # 64 + 127: terms of the reference's row scaled by 2**64
+_INV_LN2 = 1.4426950408889634
 
 
 @scalar(inline=True)
@@ -46,7 +90,8 @@ def exp_diff(x, m):
     """exp(x - m) for float32 x <= m (m finite, x may be -inf), in float32:
     the rounding error of x - m is exact (two-sum) and carried to first order,
     exp(dh + dl) = e + e dl, because exp turns an error of size |d| ulp(1)
-    in its argument into |d| ulps of the result."""
+    in its argument into |d| ulps of the result. (The CUDA row kernels' step;
+    the CPU kernels below keep exp unrounded instead.)"""
     dh = x - m
     dl = two_sum_err(x, -m, dh)
     e = expf(dh)
@@ -55,38 +100,30 @@ def exp_diff(x, m):
 
 @scalar
 def row_max32(x):
-    """(max, bad): the row's maximum and whether it holds NaN or +inf."""
-    n = x.shape[0]
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = np.float32(NEG_INF)
-    b = 0
-    n8 = n - n % 8
-    for i in range(0, n8, 8):
-        v0, v1, v2, v3 = x[i], x[i + 1], x[i + 2], x[i + 3]
-        v4, v5, v6, v7 = x[i + 4], x[i + 5], x[i + 6], x[i + 7]
-        m0 = v0 if v0 > m0 else m0
-        m1 = v1 if v1 > m1 else m1
-        m2 = v2 if v2 > m2 else m2
-        m3 = v3 if v3 > m3 else m3
-        m4 = v4 if v4 > m4 else m4
-        m5 = v5 if v5 > m5 else m5
-        m6 = v6 if v6 > m6 else m6
-        m7 = v7 if v7 > m7 else m7
-        # NaN fails v == v
-        b |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)
-        b |= (v4 != v4) | (v5 != v5) | (v6 != v6) | (v7 != v7)
-    for i in range(n8, n):
-        v = x[i]
-        m0 = v if v > m0 else m0
-        b |= v != v
-    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
-    return m, b != 0 or m == math.inf
+    """(max, bad): the row's maximum and whether it holds NaN or +inf.
+
+    On integer keys, key = bits ^ ((bits >> 31) & 0x7FFFFFFF), whose signed
+    order is the float order (NaNs beyond the infinities): an integer max is
+    a reduction LLVM vectorizes, a float max (with its NaN rules) is not. A
+    second max over the magnitude bits finds a NaN of either sign."""
+    km = np.int32(-2147483647 - 1)
+    am = np.int32(0)
+    for i in range(x.shape[0]):
+        b = _f32_bits(x[i])
+        key = np.int32(b ^ np.int32(np.int32(b >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+        km = max(km, key)
+        a = np.int32(b & np.int32(0x7FFFFFFF))
+        am = max(am, a)
+    bad = (am > np.int32(0x7F800000)) | (km >= np.int32(0x7F800000))
+    m = _bits_f32(np.int32(km ^ np.int32(np.int32(km >> np.int32(31)) & np.int32(0x7FFFFFFF))))
+    return m, bad
 
 
 @scalar(reassoc=True)
 def _sum(a):
     """Sum of a float32 row in float64, in any order (vectorized): float64
     keeps ~2**-40 of relative accuracy for a million terms, far below a
-    float32 ulp. For the normaliser only, whose terms are all >= 0."""
+    float32 ulp."""
     s = 0.0
     for i in range(a.shape[0]):
         s += np.float64(a[i])
@@ -109,17 +146,198 @@ def log_softmax_elem32(v, m, lse):
     return (np.float64(v) - np.float64(m)) - lse
 
 
+# ------------------------------------------------------------------ forward
+
+
 @scalar
-def softmax_row32(x, out):
+def reference32(m):
+    """(direct, lo, bias) for a row with finite maximum m.
+
+    direct: m in [-32, 88], so that every entry that matters (x >= m - 128)
+    lies in the exp core's domain and is its own exact argument: the terms
+    are exp(x), arguments below lo = m - 128 clamped to lo. Otherwise the
+    kernels use x - m with its rounding carried, clamped at -128. Terms are
+    scaled by 2^(bias - 127), the maximum's term by ~2^64."""
+    if m >= _F(-32.0) and m <= _F(88.0):
+        km = np.int32(math.floor(np.float64(m) * _INV_LN2 + 0.5))
+        return True, m - _F(128.0), np.int32(np.int32(_BIAS64) - km)
+    return False, _LO, np.int32(_BIAS64)
+
+
+@scalar
+def max_term32(m, direct, bias):
+    """The maximum's scaled term in float64: exp(m or 0) 2^(bias - 127)."""
+    return math.exp(np.float64(m) if direct else 0.0) * 2.0 ** (np.int64(bias) - 127)
+
+
+# exp(x) = 2^k (1 + u): the reduction of ``vmath32.exp_fast_parts`` (ln2 in a
+# 16-bit head, k * head exact) with the rounding of r carried: r + rl - x + k ln2
+# is below 2**-36 for |k| <= 232
+_INV_LN2F = _F(_INV_LN2)
+_SHIFTF = _F(12582912.0)  # 1.5 * 2**23
+_LN2F_1 = _F(0.693145751953125)  # 16 significant bits
+_LN2F_2 = _F(math.log(2.0) - 0.693145751953125)  # the rest, rounded
+
+
+@scalar(inline=True)
+def _reduce32(x):
+    """(k, r, rl): x = k ln2 + r + rl, r + rl exact to 2**-36 for |k| <= 232."""
+    k = fma(x, _INV_LN2F, _SHIFTF) - _SHIFTF
+    t = fma(-k, _LN2F_1, x)  # exact
+    r = fma(-k, _LN2F_2, t)
+    return k, r, fma(-k, _LN2F_2, t - r)  # t - r is exact
+
+
+@scalar(inline=True)
+def exp_core32(x, xl):
+    """(k, u): exp(x + xl) = 2^k (1 + u) to 2**-24.96 relative (measured over
+    [-128, 88] with |xl| <= ulp(x) / 2; u's own rounding is most of it), for
+    finite x in [-160, 89]. ``vmath32.exp_fast_parts``
+    (2**-24.14 with such an xl, 2**-24.57 without) rounds r and t + xl; here
+    both are carried into u, which is rounded once."""
+    k, r, rl = _reduce32(x)
+    rl = rl + xl
+    q = (r * r) * exp_p2(r)  # expm1(r) - r, < 0.07
+    # expm1(r + rl) = expm1(r) + rl e^r
+    return np.int32(k), r + (q + fma(rl, r + q, rl))
+
+
+@scalar(inline=True)
+def _pow2_biased(k, bias):
+    """2^(k + bias - 127) from its bits (k + bias in [1, 254])."""
+    return _bits_f32(np.int32(np.int32(k + bias) << np.int32(23)))
+
+
+@scalar(inline=True)
+def _scaled_term(k, u, bias):
+    """(s, e, err): s = 2^(k + bias - 127); e + err = (1 + u) s exactly, e
+    rounded (s - e is exact and so is the fma's result, the rounding error
+    of e)."""
+    s = _pow2_biased(k, bias)
+    e = fma(u, s, s)
+    return s, e, fma(u, s, s - e)
+
+
+# The per-entry steps below are separate (not inlined at Numba's level) so
+# that they compile without the ``reassoc`` flag of the summing loops that
+# call them: LLVM inlines them later, each instruction keeping its own flags.
+
+
+@scalar
+def _term_direct(v, lo, bias):
+    k, u = exp_fast_parts(v if v > lo else lo, _F(-0.0))  # noqa: FURB136 (-0.0: t + xl is t)
+    s, e, err = _scaled_term(k, u, bias)
+    return u, s, e, err
+
+
+@scalar
+def _term_carried(v, m):
+    dh = v - m
+    dl = two_sum_err(v, -m, dh)
+    near = dh > _LO  # -inf entries (and NaN two-sum errors) stay out
+    k, u = exp_core32(dh if near else _LO, dl if near else _F(0.0))
+    s, e, err = _scaled_term(k, u, np.int32(_BIAS64))
+    return u, s, e, err
+
+
+@scalar
+def _rest_term_direct(v, m, lo, bias):
+    _u, _s, e, err = _term_direct(v, lo, bias)
+    below = v < m
+    return (e if below else _F(0.0)), (err if below else _F(0.0))
+
+
+@scalar
+def _rest_term_carried(v, m):
+    _u, _s, e, err = _term_carried(v, m)
+    below = v < m
+    return (e if below else _F(0.0)), (err if below else _F(0.0))
+
+
+@scalar(reassoc=True)
+def _expsum_direct(x, lo, bias, us, ss):
+    """sum_i exp(x_i) 2^(bias - 127) in float64 (any order); each term's u
+    and power of two into us, ss."""
+    s = 0.0
+    r = _F(0.0)
+    for i in range(x.shape[0]):
+        u, sb, e, err = _term_direct(x[i], lo, bias)
+        us[i] = u
+        ss[i] = sb
+        s += np.float64(e)
+        r += err
+    return s + np.float64(r)
+
+
+@scalar(reassoc=True)
+def _expsum_carried(x, m, us, ss):
+    s = 0.0
+    r = _F(0.0)
+    for i in range(x.shape[0]):
+        u, sb, e, err = _term_carried(x[i], m)
+        us[i] = u
+        ss[i] = sb
+        s += np.float64(e)
+        r += err
+    return s + np.float64(r)
+
+
+@scalar(reassoc=True)
+def _restsum_direct(x, m, lo, bias):
+    """(sum over x_i < m of the scaled terms, count of x_i == m)."""
+    s = 0.0
+    r = _F(0.0)
+    k = np.int32(0)
+    for i in range(x.shape[0]):
+        v = x[i]
+        e, err = _rest_term_direct(v, m, lo, bias)
+        s += np.float64(e)
+        r += err
+        k += np.int32(1) if v == m else np.int32(0)
+    return s + np.float64(r), k
+
+
+@scalar(reassoc=True)
+def _restsum_carried(x, m):
+    s = 0.0
+    r = _F(0.0)
+    k = np.int32(0)
+    for i in range(x.shape[0]):
+        v = x[i]
+        e, err = _rest_term_carried(v, m)
+        s += np.float64(e)
+        r += err
+        k += np.int32(1) if v == m else np.int32(0)
+    return s + np.float64(r), k
+
+
+@scalar
+def softmax_row32(x, us, ss, out):
+    """softmax of a row; ``us``, ``ss``: scratch rows (n float32 each, their
+    contents ignored) for each entry's u and power of two between the passes.
+    Not ``out``: a last pass reading both x and out while writing out runs up
+    to 1.5x slower on arrays placed so that out's row r shares its low
+    address bits with x's row r + 1 (NumPy's huge-page-aligned arrays,
+    allocated one after the other, are). The scratch rows stay in L1 and the
+    last pass reads neither x nor out."""
     m, bad = row_max32(x)
     if bad or m == NEG_INF:
         fill_nan(out)
         return
+    direct, lo, bias = reference32(m)
+    s = _expsum_direct(x, lo, bias, us, ss) if direct else _expsum_carried(x, m, us, ss)
+    # y = (1 + u)(ih + il) s: the scaled normaliser's inverse as a float32
+    # pair, the product rounded once (also into the subnormal range: the last
+    # factor is a power of two and the rest is normal)
+    inv = 1.0 / s
+    ih = _F(inv)
+    il = _F(inv - np.float64(ih))
     for i in range(x.shape[0]):
-        out[i] = exp_diff(x[i], m)
-    inv = 1.0 / _sum(out)
-    for i in range(x.shape[0]):
-        out[i] = np.float32(np.float64(out[i]) * inv)
+        u = us[i]
+        p = u * ih
+        pe = fma(u, ih, -p)
+        t = fma(il, u, il)
+        out[i] = (ih + (p + (pe + t))) * ss[i]
 
 
 @scalar
@@ -128,36 +346,82 @@ def log_softmax_row32(x, out):
     if bad or m == NEG_INF:
         fill_nan(out)
         return
-    # exp of every entry below the maximum (the maximum's own terms are the k)
-    for i in range(x.shape[0]):
-        v = x[i]
-        out[i] = exp_diff(v, m) if v < m else np.float32(0.0)
-    rest = _sum(out)
-    k = 0
-    for i in range(x.shape[0]):
-        k += x[i] == m
+    direct, lo, bias = reference32(m)
+    if direct:
+        s, k = _restsum_direct(x, m, lo, bias)
+    else:
+        s, k = _restsum_carried(x, m)
+    # every entry but the maxima, relative to the maximum's term
+    rest = s / max_term32(m, direct, bias)
     lse = math.log(k) + math.log1p(rest / k)
-    for i in range(x.shape[0]):
-        out[i] = np.float32(log_softmax_elem32(x[i], m, lse))
+    m64 = np.float64(m)
+    if lse >= 2.0**-23 * abs(m64):
+        # x - (m + lse) with m + lse rounded: off by 2**-53 |m + lse| < 2**-29 |y|
+        # (|y| >= lse), one subtraction fewer
+        c = m64 + lse
+        for i in range(x.shape[0]):
+            out[i] = np.float32(np.float64(x[i]) - c)
+    else:  # a dominant entry (lse tiny) next to a large maximum
+        for i in range(x.shape[0]):
+            out[i] = np.float32(log_softmax_elem32(x[i], m, lse))
 
 
-# Backward: a vectorized pass with a plain float64 sum S, counting the
-# entries where the result cancels (|g - S| < 2**-20 |S| for softmax,
-# |g - S e| < 2**-20 |S e| for log_softmax: the gradient of a dominant entry,
-# made of the terms a plain sum absorbs). Only a row with such an entry is
-# recomputed, by the float64 kernel of _rowkernels (compensated sums, exp as
-# a double-double where it cancels), rounded to float32 on the store.
+# ----------------------------------------------------------------- backward
+# A vectorized pass after a float64 sum S, counting the entries where the
+# result cancels (|g - S| <= 2**-20 |S| for softmax; for log_softmax
+# |g - S e| < 2**-13 |g|, which covers |g - S e| < 2**-14 |S e|, and y
+# beyond 700, +inf or NaN: the gradient of a dominant entry is made of the
+# terms a plain sum absorbs). Only a row with such an entry is recomputed, by
+# the float64 kernel of ``rows`` (compensated sums, exp as a double-double
+# where it cancels), rounded to float32. On random rows (the bench's) no row
+# falls back: log_softmax.backward was slower than softmax.backward for its
+# float64 exp (degree 13, two-factor scaling), not for the fallback.
 CANCEL = 2.0**-20
+CANCEL_EXP = 2.0**-14
+
+_SHIFT64 = 6755399441055744.0  # 1.5 * 2**52
+_LN2 = 0.6931471805599453
+
+
+@scalar(inline=True)
+def mul_exp_rows64(s, y):
+    """s exp(y) to 2**-39.8 relative (1.06e-12) for float64 y in [-600, 600]
+    (from a float32) and |s| in [2**-140, 2**140]: a degree-8 polynomial in
+    r = y - k ln2, |r| <= ln2/2 (a Chebyshev fit, mpmath.chebyfit, its
+    coefficients times s, which LLVM hoists out of a loop), and 2^k added to
+    the exponent bits (the ranges keep the result normal). One fma reduces
+    y: k ln2's error is below 2**-45. For log_softmax.backward, whose result
+    is trusted only where it does not cancel below 2**-14 of s exp(y)."""
+    t = fma(y, _INV_LN2, _SHIFT64)
+    k = t - _SHIFT64
+    r = fma(-k, _LN2, y)
+    p = fma(r, s * 2.487616445358005e-05, s * 0.00019915867357972)
+    p = fma(r, p, s * 0.0013888821676853941)
+    p = fma(r, p, s * 0.008333266097172774)
+    p = fma(r, p, s * 0.041666666890960886)
+    p = fma(r, p, s * 0.16666666891049664)
+    p = fma(r, p, s * 0.4999999999979793)
+    p = fma(r, p, s * 0.9999999999797847)
+    p = fma(r, p, s)
+    return _bits_f64(_f64_bits(p) + (_f64_bits(t) << np.int64(52)))
 
 
 @scalar
 def softmax_backward_row32(g, y, out):
+    # y (g - S), g - S as the pair dh + dl (S itself as a float32 pair):
+    # one rounding per entry
     s = _dot(g, y)
-    cancels = 0
+    sh = _F(s)
+    sl = _F(s - np.float64(sh))
+    lim = _F(CANCEL) * abs(sh)
+    cancels = np.int32(0)
     for i in range(y.shape[0]):
-        d = np.float64(g[i]) - s
-        out[i] = np.float32(np.float64(y[i]) * d)
-        cancels += abs(d) <= CANCEL * abs(s)
+        gv = g[i]
+        yv = y[i]
+        dh = gv - sh
+        dl = two_sum_err(gv, -sh, dh) - sl
+        out[i] = fma(yv, dh, yv * dl)
+        cancels += np.int32(1) if abs(dh) <= lim else np.int32(0)
     if cancels:
         softmax_backward_row(g, y, out)
 
@@ -165,13 +429,33 @@ def softmax_backward_row32(g, y, out):
 @scalar
 def log_softmax_backward_row32(g, y, out):
     s = _sum(g)
-    cancels = 0
+    if s == 0.0:  # g - exp(y) 0; y NaN or +inf: NaN (the float64 kernel)
+        for i in range(y.shape[0]):
+            out[i] = g[i]
+        if not _all_finite_or_neg_inf(y):
+            log_softmax_backward_row(g, y, out)
+        return
+    if not (abs(s) >= 2.0**-140 and abs(s) <= 2.0**140):
+        log_softmax_backward_row(g, y, out)
+        return
+    cancels = np.int32(0)
     for i in range(y.shape[0]):
-        # float64 exp: a float32 one would make g - S e lose digits wherever
-        # |g - S e| < |S e|, which random gradients hit in every row
-        p = s * exp(np.float64(y[i]))
-        r = np.float64(g[i]) - p
-        out[i] = np.float32(r)
-        cancels += abs(r) < CANCEL * abs(p)
+        gv = g[i]
+        yv = y[i]
+        yc = yv if yv > _F(-600.0) else _F(-600.0)  # noqa: FURB136 (NaN kept out; -inf: r = g)
+        r = _F(np.float64(gv) - mul_exp_rows64(s, np.float64(yc)))
+        out[i] = r
+        # |r| >= 2**-13 |g| implies |r| >= 2**-14 |exp(y) S| (exp(y) S = g - r),
+        # checked in float32; NaN and y beyond 600 (+inf) are not ok either
+        ok = (abs(r) >= _F(2.0 * CANCEL_EXP) * abs(gv)) & (yv <= _F(600.0))
+        cancels += np.int32(0) if ok else np.int32(1)
     if cancels:
         log_softmax_backward_row(g, y, out)
+
+
+@scalar
+def _all_finite_or_neg_inf(y):
+    bad = np.int32(0)
+    for i in range(y.shape[0]):
+        bad += np.int32(0) if y[i] <= _F(3.4028234663852886e38) else np.int32(1)  # NaN, +inf: 1
+    return bad == 0

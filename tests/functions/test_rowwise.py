@@ -152,3 +152,172 @@ def test_backward_matches_finite_differences(f):
         [np.dot(g, (f(x + h * np.eye(6)[j]) - f(x - h * np.eye(6)[j])) / (2 * h)) for j in range(6)]
     )
     np.testing.assert_allclose(f.backward(g, y), num, rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------ float32 kernels
+# fastact.scalar.rows32: a row whose maximum lies in [-32, 88] takes exp(x)
+# directly (no x - max), others x - max with its rounding carried; the bounds
+# are 2 ulp forward, 4 backward (BOUND above).
+BOUND32_FORWARD = 2.0
+
+
+def _ref64(x):
+    """(softmax, log_softmax) of float32 rows in float64, far below a float32
+    ulp: x - max is exact, the normaliser kept as 1 + rest."""
+    x = x.astype(np.float64)
+    m = x.max(-1, keepdims=True)
+    d = x - m
+    e = np.exp(d)
+    rows = np.arange(x.shape[0])
+    e_rest = e.copy()
+    e_rest[rows, x.argmax(-1)] = 0.0
+    rest = e_rest.sum(-1, keepdims=True)
+    return e / (1.0 + rest), d - np.log1p(rest)
+
+
+def _f32_rows(rng, n, offsets, scale=5.0, rows=64):
+    base = rng.standard_normal((rows, n)) * scale
+    return {off: (base + off).astype(np.float32) for off in offsets}
+
+
+@pytest.mark.parametrize("n", [3, 1024, 4099])
+def test_float32_forward_on_each_reference_path(n):
+    # maxima around the direct path's limits (-32, 88) and the exact-difference
+    # limit 256 (carried below it), and far out
+    rng = np.random.default_rng(20)
+    offsets = [-1e6, -300.0, -256.0, -100.0, -40.0, -32.5, -31.5, 0.0, 40.0, 80.0, 87.5, 88.5, 100.0, 200.0, 250.0, 300.0, 1e5]
+    for off, x in _f32_rows(rng, n, offsets).items():
+        rs, rl = _ref64(x)
+        es = A.ulps_f32(fastact.softmax(x), rs).max()
+        el = A.ulps_f32(fastact.log_softmax(x), rl).max()
+        assert es <= BOUND32_FORWARD and el <= BOUND32_FORWARD, (off, es, el)
+
+
+def test_float32_forward_exact_boundaries_and_special_entries():
+    # the maximum exactly at the path limits, -inf entries, entries far below
+    # the maximum (clamped: their results are 0) and subnormal results
+    f32 = np.float32
+    rows = []
+    for m in (-32.0, 88.0, np.nextafter(f32(-32.0), f32(-40.0)), np.nextafter(f32(88.0), f32(90.0)), 256.0, -256.0):
+        rows.append([m, m - 1.5, m - 20.0, -np.inf, m - 90.0, m - 95.5, m - 100.0, m - 102.5, m - 130.0, m - 500.0])
+    x = np.array(rows, dtype=np.float32)
+    rs, rl = _ref64(x)
+    s, ls = fastact.softmax(x), fastact.log_softmax(x)
+    assert (s[:, 3] == 0.0).all() and (ls[:, 3] == -np.inf).all()
+    assert (s[:, 8:] == 0.0).all()
+    assert (s[:, 4:8] > 0).all() and (s[:, 4:8] < np.finfo(np.float32).tiny).all()  # subnormal
+    assert A.ulps_f32(s, rs).max() <= BOUND32_FORWARD
+    finite = np.isfinite(rl)
+    assert A.ulps_f32(ls[finite], rl[finite]).max() <= BOUND32_FORWARD
+
+
+def test_float32_dominant_entry_and_ties():
+    f32 = np.float32
+    for m in (0.0, 50.0, 100.0, 1000.0):  # direct and carried paths
+        x = np.full(1000, m - 60.0, dtype=np.float32)
+        x[7] = m
+        v = fastact.log_softmax(x)[7]
+        exact = -999 * np.exp(-60.0)
+        assert v < 0 and abs(v - exact) <= 2 * np.spacing(f32(abs(exact))), m
+        x2 = x.copy()
+        x2[500] = m  # two maxima: log(2) + log1p(rest / 2)
+        _, rl = _ref64(x2[None])
+        assert A.ulps_f32(fastact.log_softmax(x2)[None], rl).max() <= BOUND32_FORWARD
+    x = np.array([[3.0, 3.0, 3.0]], np.float32)
+    assert fastact.softmax(x).tolist() == [[np.float32(1 / 3)] * 3]
+
+
+def test_float32_special_rows():
+    x = np.array(
+        [
+            [0.0, -np.inf, 1.0],
+            [1.0, np.inf, 0.0],
+            [1.0, np.nan, 0.0],
+            [-np.nan, 0.0, 1.0],  # a NaN with the sign bit set
+            [-np.inf, -np.inf, -np.inf],
+            [-np.inf, 5.0, -np.inf],
+            [3e38, -3e38, 3e38],  # x - max overflows to -inf
+        ],
+        dtype=np.float32,
+    )
+    s = fastact.softmax(x)
+    ls = fastact.log_softmax(x)
+    for r in (1, 2, 3, 4):
+        assert np.isnan(s[r]).all() and np.isnan(ls[r]).all(), r
+    assert s[5].tolist() == [0.0, 1.0, 0.0] and ls[5].tolist() == [-np.inf, 0.0, -np.inf]
+    assert s[6].tolist() == [0.5, 0.0, 0.5] and ls[6][1] == -np.inf
+    assert s[0, 1] == 0.0 and ls[0, 1] == -np.inf
+
+
+def test_float32_backward():
+    rng = np.random.default_rng(21)
+    for scale in (1.0, 3.0, 30.0):
+        x = (rng.standard_normal((64, 1024)) * scale).astype(np.float32)
+        g = rng.standard_normal(x.shape).astype(np.float32)
+        for f in (fastact.softmax, fastact.log_softmax):
+            y = f(x)
+            ref = f.backward(g.astype(np.float64), y.astype(np.float64))  # compensated float64
+            assert A.ulps_f32(f.backward(g, y), ref).max() <= BOUND, (f, scale)
+
+
+def test_float32_backward_cancellation_and_special_values():
+    f32 = np.float32
+    # one-hot gradient on a dominant entry: 1 - softmax = tiny, not 0
+    # (rows where the vectorized pass cancels fall back to the float64 kernel)
+    ly = fastact.log_softmax(np.array([0.0, -30.0], f32))
+    d = fastact.log_softmax.backward(np.array([1.0, 0.0], f32), ly)
+    assert d[0] == pytest.approx(-np.expm1(float(ly[0])), rel=1e-6) and d[0] > 0
+    sy = fastact.softmax(np.array([0.0, -15.0], f32))  # 1 - y[0] = 3e-7 cancels
+    d = fastact.softmax.backward(np.array([1.0, 0.0], f32), sy)
+    exact = float(sy[0]) * (1.0 - float(sy[0]))
+    assert d[0] == pytest.approx(exact, rel=1e-6) and d[0] > 0
+    # y = -inf (a masked entry): the gradient is g; NaN y or g: NaN
+    g = np.array([0.5, -2.0, 1.0], f32)
+    y = np.array([-np.inf, -0.5, -1.5], f32)
+    d = fastact.log_softmax.backward(g, y)
+    assert d[0] == 0.5
+    ref = fastact.log_softmax.backward(g.astype(np.float64), y.astype(np.float64))
+    assert A.ulps_f32(d, ref).max() <= BOUND
+    assert np.isnan(fastact.log_softmax.backward(g, np.array([np.nan, -1.0, -2.0], f32))[0])
+    assert np.isnan(fastact.log_softmax.backward(np.array([np.nan, 1.0, 0.0], f32), y)).all()
+    # y = +inf (no log-probability): as the float64 kernel
+    yi = np.array([np.inf, -1.0, -2.0], f32)
+    np.testing.assert_array_equal(
+        fastact.log_softmax.backward(g, yi), fastact.log_softmax.backward(g.astype(np.float64), yi.astype(np.float64)).astype(f32)
+    )
+    assert np.isnan(fastact.softmax.backward(np.array([np.nan, 1.0, 0.0], f32), np.full(3, f32(1 / 3)))).all()
+
+
+def test_float32_threads_and_layouts(monkeypatch):
+    # the softmax kernel keeps state in a scratch row per call (per thread)
+    x = (np.random.default_rng(22).standard_normal((512, 1024)) * 4).astype(np.float32)
+    monkeypatch.setenv("FASTACT_NUM_THREADS", "1")
+    one = fastact.softmax(x)
+    lone = fastact.log_softmax(x)
+    monkeypatch.setenv("FASTACT_NUM_THREADS", "2")
+    np.testing.assert_array_equal(fastact.softmax(x), one)
+    np.testing.assert_array_equal(fastact.log_softmax(x), lone)
+    # strided rows (the general build) and the transposed layout agree
+    np.testing.assert_array_equal(fastact.softmax(np.asfortranarray(x), axis=1), one)
+    np.testing.assert_array_equal(fastact.softmax(x.T, axis=0), one.T)
+    np.testing.assert_array_equal(fastact.softmax(x[:, ::2]), fastact.softmax(x[:, ::2].copy()))
+    x2 = x.copy()
+    fastact.softmax(x2, out=x2)
+    np.testing.assert_array_equal(x2, one)
+
+
+def test_float32_log_softmax_backward_zero_and_extreme_sums():
+    f32 = np.float32
+    y = np.array([-0.5, -1.5, -np.inf, -3.0], f32)
+    g = np.array([1.0, -1.0, 0.5, -0.5], f32)  # sums to 0: the result is g
+    np.testing.assert_array_equal(fastact.log_softmax.backward(g, y), g)
+    for yi in (np.nan, np.inf):
+        y2 = y.copy()
+        y2[0] = yi
+        ref = fastact.log_softmax.backward(g.astype(np.float64), y2.astype(np.float64)).astype(f32)
+        np.testing.assert_array_equal(fastact.log_softmax.backward(g, y2), ref)
+    for scale in (1e-42, 1e38):  # sums beyond the fast kernel's range (the float64 kernel)
+        g2 = np.full(3000, scale, f32)
+        y2 = np.full(3000, np.log(1 / 3000), f32)
+        ref = fastact.log_softmax.backward(g2.astype(np.float64), y2.astype(np.float64))
+        assert A.ulps_f32(fastact.log_softmax.backward(g2, y2), ref).max() <= BOUND
