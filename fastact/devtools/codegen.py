@@ -1,13 +1,14 @@
 """Shared pieces of the code generators in fastact/devtools/."""
 
 
-def horner(coeffs, var):
+def horner(coeffs, var, fmt=repr):
     """Python source of the polynomial (highest degree first) in Horner form,
     written out so that Numba compiles straight-line code; each step is a
-    ``muladd`` (fused where the target has FMA: one instruction, one rounding)."""
-    expr = repr(coeffs[0])
+    ``muladd`` (fused where the target has FMA: one instruction, one rounding).
+    ``fmt`` renders a coefficient (``str`` for coefficients given as source)."""
+    expr = fmt(coeffs[0])
     for c in coeffs[1:]:
-        expr = f"muladd({var}, {expr}, {c!r})"
+        expr = f"muladd({var}, {expr}, {fmt(c)})"
     return expr
 
 

@@ -22,7 +22,7 @@ import sys
 import mpmath as mp
 import numpy as np
 
-from fastact.devtools.codegen import write_or_check
+from fastact.devtools.codegen import horner, write_or_check
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "fastact" / "scalar" / "generated" / "gelu32_coeffs.py"
@@ -111,16 +111,9 @@ def select(vals):
     return f"{a} if p1 else ({b} if p2 else ({c} if p3 else {d}))"
 
 
-def horner(names, var):
-    expr = names[-1]
-    for c in names[-2::-1]:
-        expr = f"muladd({var}, {expr}, {c})"
-    return expr
-
-
 def _small(name, f, doc):
     degree, coeffs, err = fit(f, mp.mpf(0), SMALL, mp.mpf(0))
-    rest = horner([lit(c) for c in coeffs[2:]], "t")
+    rest = horner([lit(c) for c in coeffs[:1:-1]], "t", fmt=str)
     return [
         "", "", f"# degree {degree}, max relative error {float(err):.2e} (rounded coefficients)",
         "@scalar(inline=True)", f"def {name}(t):", f'    """{doc}"""',
@@ -162,7 +155,7 @@ def render():
         nm = "c0l" if j == 1 else ("c0h" if j == 0 else f"c{j - 1}")
         lines.append(f"    {nm} = {select([p[1][1][j] for p in fitted])}")
         names.append(nm)
-    lines.append(f"    return c0h, c0l, {horner(names[2:], 'v')}")
+    lines.append(f"    return c0h, c0l, {horner(names[:1:-1], 'v', fmt=str)}")
     lines += [
         "", "",
         "@scalar(inline=True)",

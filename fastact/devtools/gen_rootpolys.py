@@ -66,15 +66,8 @@ def float32_table(entry):
     coeffs = ", ".join(f"np.float32({_f32(c)})" for c in table[3:])
     row = f'    "{entry.name}": (np.float32({r_hi!r}), np.float32({r_lo!r}), np.float32({HALF_WIDTH32!r})),'
     src = ["", "", f"# degree {degree - 1}, float32", "@scalar(inline=True)", f"def {entry.name}_q32(d):",
-           f"    return {horner32(coeffs.split(', '), 'd')}"]
+           f"    return {horner(coeffs.split(', '), 'd', fmt=str)}"]
     return row, src
-
-
-def horner32(coeffs, var):
-    expr = coeffs[0]
-    for c in coeffs[1:]:
-        expr = f"muladd({var}, {expr}, {c})"
-    return expr
 
 
 def render():
