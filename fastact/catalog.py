@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from fastact.scalar import formulas as F
-from fastact.scalar import piecewise as P
 from fastact.scalar import formulas32 as F32
+from fastact.scalar import gelu32 as G32
+from fastact.scalar import piecewise as P
 
 INF = math.inf
 
@@ -402,8 +403,8 @@ ENTRIES = [
     ),
     Activation(
         name="gelu",
-        forward32=F32.gelu,
-        grad32=F32.gelu_grad,
+        forward32=G32.gelu,
+        grad32=G32.gelu_grad,
         forward=F.gelu,
         grad=F.gelu_grad,
         grad_y=None,

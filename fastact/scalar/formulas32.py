@@ -33,11 +33,9 @@ from fastact.scalar.fma import fma
 from fastact.scalar.formulas import (
     GT_C2_HI,
     GT_K_HI,
-    INV_SQRT_2PI,
     SELU_SCALE,
     SELU_SCALE_ALPHA,
 )
-from fastact.scalar.generated import gelu32_coeffs as G32
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar.mathlib32 import expm1f, log1pf, tanhf
 from fastact.scalar.registry import scalar
@@ -99,10 +97,11 @@ def _times_pow2(m, k):
 
 
 @scalar(inline=True)
-def _recip_1p(e):
-    """(r, rl): 1/(1 + e) = r + rl to ~2**-44 relative, for 0 <= e <= 1."""
+def _recip_1p(e, el):
+    """(r, rl): 1/(1 + e + el) = r + rl to ~2**-44 relative, for 0 <= e <= 1
+    and a small el (the rounding error of e, or 0)."""
     d = _F1 + e
-    dl = e - (d - _F1)  # exact: e <= 1
+    dl = (e - (d - _F1)) + el  # e - (d - 1) is exact: e <= 1
     r = _F1 / d
     rho = fma(-r, d, _F1) - r * dl  # 1 - r (d + dl): fma(-r, d, 1) is exact
     return r, r * rho
@@ -115,7 +114,7 @@ def _times(a, r, rl):
 
 
 @scalar(inline=True)
-def _prod3(a, al, b, bl, r, rl):
+def prod3(a, al, b, bl, r, rl):
     """(a + al) (b + bl) (r + rl) with the rounding of a*b carried: rounded
     about once."""
     p = a * b
@@ -138,7 +137,7 @@ def sigmoid(x):
 def sigmoid_grad(x):
     # e/(1 + e)^2, e = exp(-|x|): symmetric, no 1 - s cancellation
     es, e = _exp_neg_scaled(abs(x), np.int32(0))
-    r, rl = _recip_1p(e)
+    r, rl = _recip_1p(e, _F0)
     r2 = r * r
     r2l = fma(r, r, -r2) + _F2 * (r * rl)
     y = fma(es, r2, es * r2l) * _TWO_M64_32
@@ -161,7 +160,9 @@ def _sig_parts(z, zl):
     es = _times_pow2(mh, k + _SHIFT64)
     esl = _times_pow2(ml, k + _SHIFT64)
     e = _times_pow2(mh, k)
-    r, rl = _recip_1p(e)
+    # e's rounding enters 1 + e: without it sigmoid is off by up to 0.2 ulp
+    # before its final rounding, and not monotone (near x = -0.45)
+    r, rl = _recip_1p(e, _times_pow2(ml, k))
     return es, esl, e, r, rl
 
 
@@ -171,7 +172,7 @@ def _x_sigmoid(x, z, zl, xc):
     range (products with e use it, so x = -inf gives -0, not -inf * 0)."""
     es, esl, _, r, rl = _sig_parts(z, zl)
     pos = _times(x, r, rl)
-    neg = _prod3(xc, _F0, es, esl, r, rl) * _TWO_M64_32
+    neg = prod3(xc, _F0, es, esl, r, rl) * _TWO_M64_32
     return pos if z >= _F0 else neg
 
 
@@ -191,7 +192,7 @@ def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
     ql = fma(xd, r, -q) + (xd * rl + xdl * r)
     s = _F1 + q
     sl = two_sum_err(_F1, q, s) + ql
-    neg = _prod3(es, esl, r, rl, s, sl) * _TWO_M64_32
+    neg = prod3(es, esl, r, rl, s, sl) * _TWO_M64_32
     neg = neg if neg != _F0 else _F(-0.0)  # below the root the derivative is < 0
     if abs(d) < half_width:
         return near
@@ -233,7 +234,7 @@ def tanh_grad(x):
     ax = abs(x)
     a = ax if ax < _F(80.0) else _F(80.0)
     es4, e = _exp_neg_scaled(a + a, np.int32(2))
-    r, rl = _recip_1p(e)
+    r, rl = _recip_1p(e, _F0)
     r2 = r * r
     r2l = fma(r, r, -r2) + _F2 * (r * rl)
     y = fma(es4, r2, es4 * r2l) * _TWO_M64_32
@@ -504,98 +505,3 @@ def gelu_tanh_grad(x):
     dz = _GT_C2_HI * w
     dzl = fma(_GT_C2_HI, w, -dz) + (_GT_C2_HI * wl + _GT_C2_LO * w)
     return _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, d * RP.gelu_tanh_q32(d), rt[2])
-
-
-# ---------------------------------------------------------------------- gelu
-# x Phi(x), float32 throughout. |x| < 0.5: x (1/2 + x P(x^2)). a = |x| >= 0.5:
-# Phi(-a) = exp(-a^2/2) M(a) with M the scaled Mills ratio (generated
-# piecewise polynomials, generated/gelu32_coeffs.py), a^2 exact as a pair,
-# M's last step and a M carried: gelu = -a Phi(-a) below -0.5 (rounded once,
-# subnormal results included), x - a Phi(-a) above 0.5 (the term is < 0.16 x).
-# gelu'(x) = Phi(x) + x phi(x): 1/2 + x S(x^2) for |x| < 0.5; exp(-a^2/2) G(a)
-# with G = M(a) - a/sqrt(2 pi) below (zero at the root -0.7518, where the
-# generated root polynomial takes over), 1 - exp(-a^2/2) G(a) above.
-_GELU_ROOT32 = RP.ROOTS32["gelu"]
-_PHI0_HI = _F(INV_SQRT_2PI)  # 1/sqrt(2 pi) as a float32 pair
-_PHI0_LO = _F(INV_SQRT_2PI - float(_PHI0_HI))
-_A_MAX = _F(15.0)  # exp(-a^2/2) M(a) a rounds to 0 beyond
-
-
-@scalar(inline=True)
-def _gelu_tail(x):
-    """(ac, k, eh, el, mh, ml): a = |x| clamped to [0.5, 15], exp(-a^2/2) =
-    2^k (eh + el), M(a) = mh + ml, both to ~2**-28."""
-    ax = abs(x)
-    ac = ax if ax > _HALF32 else _HALF32  # NaN -> 0.5 (callers restore NaN)
-    ac = ac if ac < _A_MAX else _A_MAX
-    a2 = ac * ac
-    a2l = fma(ac, ac, -a2)
-    k, eh, el = exp_parts(_F(-0.5) * a2, _F(-0.5) * a2l)
-    p1 = ac < _F1
-    p2 = ac < _F2
-    p3 = ac < _F(3.5)
-    # the far piece is in w = 1/a^2: 1/a and its square carried as pairs
-    t = _F1 / ac
-    tl = fma(-t, ac, _F1) * t
-    w = t * t
-    wl = fma(t, t, -w) + _F2 * (t * tl)
-    c = G32.gelu_mills_centre(p1, p2, p3)
-    v = (ac - c) if p3 else ((w - c) + wl)  # a - c is exact (Sterbenz)
-    c0h, c0l, q = G32.gelu_mills(v, p1, p2, p3)
-    vq = v * q
-    mh = c0h + vq
-    ml = two_sum_err(c0h, vq, mh) + (fma(v, q, -vq) + c0l)
-    # far piece: M = (mh + ml) (t + tl)
-    fh = mh * t
-    fl = fma(mh, t, -fh) + (mh * tl + ml * t)
-    return ac, k, eh, el, (mh if p3 else fh), (ml if p3 else fl)
-
-
-@scalar
-def gelu(x):
-    # small |x|: x/2 + x^2 (c0 + t Q), x^2 = t + tl carried
-    t = x * x
-    tl = fma(x, x, -t)
-    c0h, c0l, q = G32.gelu_small_p(t)
-    p = c0h + fma(t, q, c0l)
-    small = fma(t, p, fma(tl, p, _HALF32 * x))
-    # |x| >= 0.5: a Phi(-a) = 2^k (1 + u) a M, a M = th + tl2 carried
-    ac, k, eh, el, mh, ml = _gelu_tail(x)
-    th = ac * mh
-    tl2 = fma(ac, mh, -th) + ac * ml
-    m = _prod3(th, tl2, eh, el, _F1, _F0)  # a M exp(-a^2/2) 2^-k, rounded once
-    neg = -_scale(m, k)
-    kc = k if k > np.int32(-126) else np.int32(-126)  # the term is negligible below
-    pos = fma(-m, _pow2i(kc), x)
-    if abs(x) < _HALF32:
-        return small
-    if x > _F0:
-        return pos
-    return neg if x == x else x
-
-
-@scalar
-def gelu_grad(x):
-    rt = _GELU_ROOT32
-    d = (x - rt[0]) - rt[1]
-    t = x * x
-    c0h, c0l, q = G32.gelu_small_s(t)
-    p = c0h + fma(t, q, c0l)
-    small = fma(x, p, _HALF32)
-    # G = M - a phi0 as a pair, then exp(-a^2/2) G
-    ac, k, eh, el, mh, ml = _gelu_tail(x)
-    ph = ac * _PHI0_HI
-    pl = fma(ac, _PHI0_HI, -ph) + ac * _PHI0_LO
-    gh = mh - ph
-    gl = two_sum_err(mh, -ph, gh) + (ml - pl)
-    g = _prod3(gh, gl, eh, el, _F1, _F0)  # G exp(-a^2/2) 2^-k, rounded once
-    neg = _scale(g, k)
-    kc = k if k > np.int32(-126) else np.int32(-126)
-    pos = fma(-g, _pow2i(kc), _F1)
-    if abs(d) < rt[2]:
-        return d * RP.gelu_q32(d)
-    if abs(x) < _HALF32:
-        return small
-    if x > _F0:
-        return pos
-    return neg if x == x else x
