@@ -28,19 +28,23 @@ def fresh(monkeypatch):
 
 def _loop_asm(d):
     """Machine code of the ufunc loop (the element function inlined) of the
-    DUFunc ``d``'s one compiled signature."""
+    DUFunc ``d``'s one compiled signature, as fastact builds it
+    (``cpu.loopfix``: the output's stride honoured)."""
     from numba.core.compiler_lock import global_compiler_lock
     from numba.np.ufunc.wrappers import build_ufunc_wrapper
 
+    from fastact.cpu.loopfix import built_with_strided_out
+
     (cres,) = d._dispatcher.overloads.values()
-    info = build_ufunc_wrapper(
-        cres.library,
-        cres.target_context,
-        cres.fndesc.llvm_func_name,
-        cres.signature,
-        cres.objectmode,
-        cres,
-    )
+    with built_with_strided_out():
+        info = build_ufunc_wrapper(
+            cres.library,
+            cres.target_context,
+            cres.fndesc.llvm_func_name,
+            cres.signature,
+            cres.objectmode,
+            cres,
+        )
     with global_compiler_lock:
         info.library.get_pointer_to_function(info.name)
     return info.library.get_asm_str()
