@@ -1,42 +1,137 @@
 """CPU backend, layer kernels that are neither ufuncs nor gufuncs.
 
-PReLU's weight gradient: a per-channel reduction, compiled lazily and cached
-on disk with the stamp in its closure (``fastact.cpu.stamp``), so an edit to
-the helpers it calls (``two_sum_err``) recompiles it.
+PReLU forward and backward over a C-contiguous 3-D view ``(outer, C,
+inner)`` of x, C the channels (C = 1 for one weight). A leaky_relu ufunc
+with a broadcast weight operand runs NumPy's strided loop, which does not
+vectorize; here each row ``x[o, c, :]`` runs with its weight hoisted out of
+the loop, and when the channel axis is last (``inner == 1``) each row of
+channels runs with the weight row reused. The element formula is the
+catalog entry's (``ufuncs._runner``, the evaluation the ufunc loops run), so
+results are bitwise those of the leaky_relu ufunc.
+
+The backward kernel computes dx and, in the same pass, dweight[c] = the sum
+of g*x over ``not (x > 0)`` (NaN included) in float64 with compensation
+(Neumaier), branch free: a channel's rows sum into ``LANES`` independent
+sum+error chains, so that the loop over a block of ``LANES`` elements
+vectorizes across them, and the chains are folded with two-sums at the end;
+channels last, each channel is one chain across the rows and the loop over
+the channels vectorizes. float32 products are exact in float64.
+
+Compiled lazily and cached on disk, the stamp (and the formulas' names) in
+each kernel's closure (``fastact.cpu.stamp``), so an edit to a helper they
+call (``two_sum_err``, the formula) recompiles them.
 """
 
 import numpy as np
 
-from fastact.cpu.stamp import stamp
+from fastact.cpu.ufuncs import _runner
 from fastact.scalar.eft import two_sum_err
-from fastact.scalar.registry import KernelTable
+from fastact.scalar.registry import KernelTable, scalar
 
 KERNELS = KernelTable()
 
-
-def _prelu_dweight(stamp):
-    def prelu_dweight(x2, g2, acc, comp):
-        stamp  # noqa: B018
-        # rows x channels; acc/comp: per-channel float64 sum and its compensation
-        for i in range(x2.shape[0]):
-            for c in range(x2.shape[1]):
-                xv = np.float64(x2[i, c])
-                if not (xv > 0.0):
-                    t = xv * np.float64(g2[i, c])
-                    s = acc[c] + t
-                    comp[c] += two_sum_err(acc[c], t, s)
-                    acc[c] = s
-
-    return prelu_dweight
+#: independent compensated sums per channel: 16 float64 chains fill two
+#: AVX-512 (four AVX2) registers and a block's loop over them vectorizes
+#: (with 8, LLVM unrolls that loop instead and it runs scalar, 5x slower)
+LANES = 16
 
 
-def prelu_dweight():
-    """``kernel(x2, g2, acc, comp)``: adds, per channel c, g*x over the rows
-    where not (x > 0) to ``acc[c]`` (float64), the rounding errors to ``comp[c]``."""
+def _prelu_forward(run, key):
+    def prelu_forward(x3, w, y3):
+        key  # noqa: B018
+        to = y3.dtype.type  # the compute dtype (x may be float32 in a float64 call)
+        outer, nch, inner = x3.shape
+        if inner == 1:  # channels last: a row of channels, the weight row reused
+            x2, y2 = x3.reshape(outer, nch), y3.reshape(outer, nch)
+            for o in range(outer):
+                for c in range(nch):
+                    y2[o, c] = run(to(x2[o, c]), (np.float64(w[c]),))
+            return
+        for o in range(outer):
+            for c in range(nch):
+                wc = np.float64(w[c])
+                xr, yr = x3[o, c], y3[o, c]
+                for i in range(inner):
+                    yr[i] = run(to(xr[i]), (wc,))
 
-    def build():
-        import numba
+    return prelu_forward
 
-        return numba.njit(cache=True, nogil=True)(_prelu_dweight(stamp()))
 
-    return KERNELS.get("prelu_dweight", build)
+@scalar
+def add_nonpositive(s, e, x, g):
+    """Sum ``s`` and error ``e`` (float64, Neumaier) with g*x added where
+    ``not (x > 0)`` (NaN included), else as they were: +0.0 added to ``s``
+    (``s`` is never -0.0) and the two-sum's error (NaN for an infinite
+    ``s``) dropped. Branch free, with the operands selected rather than the
+    results: selected results become masked stores in the vectorized loop,
+    from which the next block's load of the chain cannot be forwarded."""
+    t = 0.0 if x > 0.0 else np.float64(x) * np.float64(g)
+    u = s + t
+    err = two_sum_err(s, t, u)
+    return u, e + (0.0 if x > 0.0 else err)
+
+
+def _prelu_backward(run, key):
+    lanes = LANES
+
+    def prelu_backward(g3, x3, w, dx3, acc):
+        key  # noqa: B018
+        to = dx3.dtype.type  # the compute dtype (g, x may be float32 in a float64 call)
+        outer, nch, inner = x3.shape
+        if inner == 1:  # channels last: one chain per channel, across the rows
+            g2, x2, dx2 = g3.reshape(outer, nch), x3.reshape(outer, nch), dx3.reshape(outer, nch)
+            for o in range(outer):
+                for c in range(nch):
+                    xv, gv = to(x2[o, c]), to(g2[o, c])
+                    dx2[o, c] = gv * run(xv, (np.float64(w[c]),))
+                    acc[0, c], acc[1, c] = add_nonpositive(acc[0, c], acc[1, c], xv, gv)
+            return
+        # channel by channel (one set of chains, folded into acc once per
+        # channel): the chains' sums in [:lanes], their errors in [lanes:]
+        ch = np.empty(2 * lanes)
+        full = inner - inner % lanes
+        for c in range(nch):
+            wc = np.float64(w[c])
+            ch[:] = 0.0
+            for o in range(outer):
+                gr, xr, dxr = g3[o, c], x3[o, c], dx3[o, c]
+                for i0 in range(0, full, lanes):
+                    for j in range(lanes):
+                        xv, gv = to(xr[i0 + j]), to(gr[i0 + j])
+                        dxr[i0 + j] = gv * run(xv, (wc,))
+                        ch[j], ch[lanes + j] = add_nonpositive(ch[j], ch[lanes + j], xv, gv)
+                for i in range(full, inner):
+                    xv, gv, j = to(xr[i]), to(gr[i]), i - full
+                    dxr[i] = gv * run(xv, (wc,))
+                    ch[j], ch[lanes + j] = add_nonpositive(ch[j], ch[lanes + j], xv, gv)
+            s, e = acc[0, c], acc[1, c]
+            for j in range(lanes):
+                t = s + ch[j]
+                e += two_sum_err(s, ch[j], t) + ch[lanes + j]
+                s = t
+            acc[0, c], acc[1, c] = s, e
+
+    return prelu_backward
+
+
+def _build(maker, entry, kind, name):
+    kernel = maker(*_runner(entry, kind))  # the stamp before Numba compiles, as for the ufuncs
+    kernel.__name__ = kernel.__qualname__ = name
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(kernel)
+
+
+def prelu_forward(entry):
+    """``kernel(x3, w, y3)``: ``y3[o, c, i] = entry.forward(x3[o, c, i], w[c])``
+    (``entry``: leaky_relu's catalog entry) in y3's dtype, all C-contiguous."""
+    return KERNELS.get(("prelu_forward", entry.name),
+                       lambda: _build(_prelu_forward, entry, "forward", "prelu_forward"))
+
+
+def prelu_backward(entry):
+    """``kernel(g3, x3, w, dx3, acc)``: ``dx3 = g3 * entry.grad(x3, w[c])``, and
+    adds, per channel c, g*x over ``not (x > 0)`` to ``acc[0, c]`` (float64),
+    the rounding errors to ``acc[1, c]``."""
+    return KERNELS.get(("prelu_backward", entry.name),
+                       lambda: _build(_prelu_backward, entry, "backward", "prelu_backward"))

@@ -2,28 +2,40 @@
 
 ``prelu(x, weight, axis=1)`` = x if x > 0 else weight[c] * x, with c the index
 along ``axis``; ``weight`` is a 1-D array of that axis' length (or of length
-1) or a scalar. It is the catalog's leaky_relu ufunc with the weight
-broadcast along ``axis`` as its slope input: no second formula.
+1) or a scalar. It is the catalog's leaky_relu formula with weight[c] as its
+slope: no second formula. NumPy arrays run one compiled kernel
+(``fastact.cpu.layers``) over a ``(outer, channels, inner)`` view, where the
+weight is hoisted out of each row's loop so that it vectorizes (the
+leaky_relu ufunc with a broadcast weight operand runs NumPy's strided loop);
+its results are bitwise the ufunc's. An ``out=`` of x's shape in another
+float dtype or layout, or overlapping x, receives a copy of the kernel's
+results; any other ``out=`` (a broadcast shape, another kind) goes through
+that ufunc, with NumPy's rules and errors.
 
 ``prelu.backward(grad, x, weight, axis=1)`` returns ``(dx, dweight)``:
 dx = grad if x > 0 else weight * grad (prelu'(0) = weight, as PyTorch), and
 dweight[c] = sum of grad * x over x <= 0 in channel c (all other axes), with
-the shape of ``weight``. The sum is accumulated in float64 with compensation
-(Neumaier) whatever the input dtype, so a reduction over 10^8 float32
-elements keeps its digits; NaN in x or grad propagates into dweight.
+the shape of ``weight``, both from one pass of one kernel. The sum is
+accumulated in float64 with compensation (Neumaier) whatever the input
+dtype, so a reduction over 10^8 float32 elements keeps its digits; NaN in x,
+or in grad where x <= 0, propagates into dweight.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fastact.cpu import layers as cpu_layers
+from fastact.cpu import threads as _threads
 from fastact.cpu import ufuncs as _cpu
 from fastact.cuda import interop as _gpu
 from fastact.cuda import elementwise as gpu_kernels
 from fastact.functions.elementwise import ACTIVATIONS
 from fastact.functions import args
 from fastact.functions.args import quiet_call
+from fastact.scalar.eft import two_sum_err
 
 _LEAKY = ACTIVATIONS["leaky_relu"].catalog_entry
 
@@ -35,6 +47,56 @@ def _weight(where, weight, x, ax):
     if w.ndim == 1 and ax is not None:
         shape[ax] = w.shape[0]
     return w, w.reshape(shape)
+
+
+def _operands(arrays, w, ax, compute):
+    """(shape3, arrays, w1): the kernels' C-contiguous ``(outer, C, inner)``
+    views of ``arrays`` (copied only where the layout needs it, or the dtype:
+    float16 and integers; the kernels widen float32 to a float64 compute
+    dtype element by element) and the weight as ``C`` values in ``compute``
+    (C = 1 for one weight)."""
+    shape = arrays[0].shape
+    if w.ndim == 1 and w.shape[0] > 1:
+        shape3 = (math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:]))
+    else:
+        shape3 = (1, 1, arrays[0].size)
+    views = [np.ascontiguousarray(a, a.dtype if a.dtype in (args.F32, args.F64) else compute).reshape(shape3)
+             for a in arrays]
+    return shape3, views, np.ascontiguousarray(w, compute).reshape(-1)
+
+
+def _out(out, x, compute):
+    """(out, direct): ``out`` unwrapped from a 1-tuple (as NumPy accepts) and
+    whether the kernel writes it directly (x's shape in the compute dtype,
+    C-contiguous, x itself or apart from it: a partial overlap would read
+    elements already written); else it takes a copy of the results when it
+    is a writable float array of x's shape, and None otherwise."""
+    if isinstance(out, tuple) and len(out) == 1:
+        out = out[0]
+    if not (isinstance(out, np.ndarray) and out.shape == x.shape and out.flags.writeable
+            and out.dtype.kind == "f" and np.can_cast(compute, out.dtype, "same_kind")):
+        return out, None
+    return out, (out.dtype == compute and out.flags.c_contiguous
+                 and (out is x or not np.may_share_memory(out, x)))
+
+
+def _chunks(shape3, call):
+    """``call(rows, chans)`` over the 3-D views, on the thread pool when large
+    (as leaky_relu, a cheap entry): slices along outer, else the channels,
+    else inner, each a C-contiguous view (the ones before it have length 1);
+    ``chans`` selects the weights (and dweights) of the slice."""
+    n = shape3[0] * shape3[1] * shape3[2]
+    k = 0 if shape3[0] > 1 else 1 if shape3[1] > 1 else 2
+    every = slice(None)
+    if n < _threads.MIN_PARALLEL_ELEMENTS_CHEAP:
+        call((every,), every)
+        return
+
+    def chunk(i0, i1):
+        part = slice(i0, i1)
+        call((every,) * k + (part,), part if k == 1 else every)
+
+    _threads.for_chunks(chunk, shape3[k], n)
 
 
 class PReLU:
@@ -89,10 +151,23 @@ Examples
         ax = args.channel_axis(x.ndim, axis)
         w, wb = _weight("prelu", weight, x, ax)
         compute, result = args.compute_dtypes("prelu", [x, w])
-        uf = _cpu.ufunc(_LEAKY, "forward", compute)
-        if out is None and result != compute:
-            out = np.empty(x.shape, result)
-        return quiet_call(uf, x, wb, out=out, dtype=compute)
+        direct = False
+        if out is not None:
+            out, direct = _out(out, x, compute)
+            if direct is None:  # NumPy's ufunc machinery: broadcasting, casts, its errors
+                return quiet_call(_cpu.ufunc(_LEAKY, "forward", compute), x, wb, out=out, dtype=compute)
+        shape3, (x3,), w1 = _operands([x], w, ax, compute)
+        y = out if direct else np.empty(x.shape, compute)
+        y3 = y.reshape(shape3)
+        kernel = cpu_layers.prelu_forward(_LEAKY)
+        _chunks(shape3, lambda rows, chans: kernel(x3[rows], w1[chans], y3[rows]))
+        # casts as quiet as the ufunc's: an overflow to +-inf is the result
+        if out is not None:
+            if not direct:
+                quiet_call(np.copyto, out, y, casting="same_kind")
+            return out
+        y = y if result == compute else quiet_call(y.astype, result)
+        return y[()] if y.ndim == 0 else y
 
     def backward(self, grad, x, weight, axis=1):
         where = "prelu.backward"
@@ -104,31 +179,33 @@ Examples
         if grad.shape != x.shape:
             raise ValueError(f"fastact.{where}: grad shape {grad.shape} != x shape {x.shape}")
         ax = args.channel_axis(x.ndim, axis)
-        w, wb = _weight(where, weight, x, ax)
+        w, _ = _weight(where, weight, x, ax)
         compute, result = args.compute_dtypes(where, [grad, x, w])
-        dx = quiet_call(_cpu.ufunc(_LEAKY, "backward", compute), grad, x, wb, dtype=compute)
+        shape3, (g3, x3), w1 = _operands([grad, x], w, ax, compute)
+        dx = np.empty(x.shape, compute)
+        dx3 = dx.reshape(shape3)
+        kernel = cpu_layers.prelu_backward(_LEAKY)
+        parts = []  # (channels, float64 [sums, errors]) of each chunk
+
+        def run(rows, chans):
+            acc = np.zeros((2, w1[chans].size))
+            kernel(g3[rows], x3[rows], w1[chans], dx3[rows], acc)
+            parts.append((chans, acc))
+
+        _chunks(shape3, run)
+        if len(parts) == 1:
+            s, e = parts[0][1]
+        else:  # chunks of rows sum every channel: fold them with two-sums
+            s, e = np.zeros((2, w1.size))
+            for chans, (ps, pe) in parts:
+                t = s[chans] + ps
+                e[chans] += two_sum_err(s[chans], ps, t) + pe
+                s[chans] = t
+        dw = (s + e).astype(result)
+        dw = dw.reshape(w.shape) if w.ndim else dw.reshape(())[()]
         if result != compute:
             dx = dx.astype(result)
-        nch = 1 if w.ndim == 0 or w.shape[0] == 1 else x.shape[ax]
-        if nch == 1:
-            x2, g2 = x.reshape(-1, 1), grad.reshape(-1, 1)
-        else:
-            x2 = np.moveaxis(x, ax, -1).reshape(-1, nch)
-            g2 = np.moveaxis(grad, ax, -1).reshape(-1, nch)
-        if x2.dtype.kind in "biu":
-            x2 = x2.astype(np.float64)
-        if g2.dtype.kind in "biu":
-            g2 = g2.astype(np.float64)
-        if x2.dtype == np.float16:
-            x2 = x2.astype(np.float32)
-        if g2.dtype == np.float16:
-            g2 = g2.astype(np.float32)
-        acc = np.zeros(nch)
-        comp = np.zeros(nch)
-        cpu_layers.prelu_dweight()(x2, g2, acc, comp)
-        dw = (acc + comp).astype(result)
-        dw = dw.reshape(w.shape) if w.ndim else dw.reshape(())[()]
-        return dx, dw
+        return (dx[()] if dx.ndim == 0 else dx), dw
 
     def _backward_gpu(self, where, grad, x, weight, axis):
         from fastact.cuda import layers as _cuda_misc

@@ -9,6 +9,7 @@ import pytest
 import fastact
 from fastact.catalog import CATALOG, ENTRIES
 from fastact.cpu import ufuncs as _cpu
+from fastact.functions.args import channel_axis
 
 mp = pytest.importorskip("mpmath")
 from fastact.devtools import accuracy as A
@@ -213,6 +214,209 @@ def test_prelu_dweight_float32_accumulates_in_float64():
     naive = np.float32(0)
     naive = np.cumsum(x[:, 0] * g[:, 0], dtype=np.float32)[-1]  # what float32 accumulation gives
     assert abs(float(naive) - exact) > abs(float(dw[0]) - exact)
+
+
+# The CPU kernels (fastact.cpu.layers) over (outer, channels, inner) views:
+# bitwise the leaky_relu ufuncs with the weight broadcast as slope input,
+# over layouts that take each branch (rows, channels last, one weight), the
+# copies of strided or converted inputs, and the chunking over threads.
+
+def _prelu_cases():
+    rng = np.random.default_rng(8)
+    special = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, -5e-324, 1e-310, -1e300, 1e300]
+    cases = []
+    for dtype in (np.float32, np.float64):
+        for shape, axis in [((5, 3, 37), 1), ((5, 3, 37), 0), ((5, 3, 37), -1), ((2, 3, 4, 5), 2),
+                            ((6, 64), 1), ((6, 64), -1), ((64,), 0), ((40,), 1), ((3, 1, 70), 1),
+                            ((2, 17, 16), 1), ((0, 3, 4), 1), ((), 1)]:
+            with np.errstate(over="ignore"):
+                x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(dtype)
+                if x.size:
+                    flat = x.reshape(-1)
+                    idx = rng.choice(flat.size, min(flat.size, len(special)), replace=False)
+                    flat[idx] = np.array(special[:len(idx)]).astype(dtype)
+            ax = channel_axis(x.ndim, axis)
+            n = 1 if ax is None else x.shape[ax]
+            for w in (rng.uniform(-0.5, 1.5, n).astype(dtype), 0.25, np.array([0.3], dtype), np.asarray(dtype(-0.2))):
+                cases.append((x, w, axis))
+        x = rng.standard_normal((4, 6, 10)).astype(dtype)
+        w = rng.uniform(0, 1, 6).astype(dtype)
+        for view in (x[:, :, ::2], x[:, ::-1], x.transpose(2, 1, 0), np.asfortranarray(x)):
+            cases.append((view, w if view.shape[1] == 6 else 0.1, 1))
+    return cases
+
+
+def _slope(x, w, axis):
+    """The weight broadcast along x's channel axis, as the ufuncs take it."""
+    w = np.asarray(w)
+    ax = channel_axis(x.ndim, axis)
+    shape = [1] * x.ndim
+    if w.ndim == 1 and ax is not None:
+        shape[ax] = w.shape[0]
+    return w.reshape(shape)
+
+
+def test_prelu_kernels_are_bitwise_the_leaky_relu_ufuncs():
+    entry = CATALOG["leaky_relu"]
+    rng = np.random.default_rng(9)
+    for x, w, axis in _prelu_cases():
+        compute = np.result_type(x.dtype, np.asarray(w).dtype)
+        wb = _slope(x, w, axis)
+        g = rng.standard_normal(x.shape).astype(x.dtype)
+        with np.errstate(all="ignore"):
+            want_y = _cpu.ufunc(entry, "forward", compute)(x, wb, dtype=compute)
+            want_dx = _cpu.ufunc(entry, "backward", compute)(g, x, wb, dtype=compute)
+            ref_y = np.where(x > 0, x, (wb * x).astype(compute))
+            ref_dx = np.where(x > 0, g, (wb * g).astype(compute))
+        y = fastact.prelu(x, w, axis)
+        dx, dw = fastact.prelu.backward(g, x, w, axis)
+        what = f"{x.dtype} {x.shape} {x.strides} axis={axis} w={w!r}"
+        for got, want in ((y, want_y), (dx, want_dx)):
+            assert np.shape(got) == x.shape and np.result_type(got) == compute, what
+            np.testing.assert_array_equal(_bits(np.asarray(got)), _bits(np.asarray(want)), err_msg=what)
+        ok = ~np.isnan(x)  # NaN x: dx is grad * NaN (the ufunc's), checked above
+        np.testing.assert_array_equal(_bits(np.asarray(y)), _bits(np.asarray(ref_y)), err_msg=what)
+        np.testing.assert_array_equal(_bits(np.asarray(dx)[ok]), _bits(ref_dx[ok]), err_msg=what)
+        assert np.shape(dw) == np.shape(w) and np.result_type(dw) == compute, what
+        terms = np.where(x > 0, 0.0, x.astype(np.float64) * g)  # NaN x included
+        ax = channel_axis(x.ndim, axis)
+        cols = np.moveaxis(terms, ax, -1).reshape(-1, np.size(w)) if np.size(w) > 1 else terms.reshape(-1, 1)
+        for c in range(np.size(w)):
+            col = cols[:, c]
+            got = np.reshape(dw, -1)[c]
+            if np.isfinite(col).all():
+                exact = mp.mpf(math.fsum(col.tolist()))
+                assert A.ulp_error(mp, got, exact, compute) <= (1 if compute == np.float64 else 0.5 + 1e-9), what
+            else:  # an infinity or NaN among the terms: NaN (Neumaier's error term)
+                assert np.isnan(got), what
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["rows", "channels_first", "channels_last", "one_weight"])
+def test_prelu_dweight_large_random_signs_vs_fsum(dtype, layout, monkeypatch):
+    """2**20 products of random signs and magnitudes (cancellation) summed per
+    channel, within the bounds of the small tests, on one thread and on three
+    (chunks of rows, of channels or of one channel's elements folded with two-sums)."""
+    from fastact.cpu import threads
+
+    dt = np.dtype(dtype)
+    rng = np.random.default_rng(10)
+    shape, axis, w = {
+        "rows": ((16, 4, 1 << 14), 1, rng.uniform(0, 1, 4)),
+        "channels_first": ((4, 1 << 18), 0, rng.uniform(0, 1, 4)),
+        "channels_last": ((1 << 14, 64), -1, rng.uniform(0, 1, 64)),
+        "one_weight": ((1 << 20,), 1, 0.25),
+    }[layout]
+    x = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-4, 4, shape)).astype(dt)
+    g = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-4, 4, shape)).astype(dt)
+    w = np.asarray(w, dt)
+    terms = np.where(x > 0, 0.0, x.astype(np.float64) * g.astype(np.float64))
+    cols = np.moveaxis(terms, axis, -1).reshape(-1, np.size(w)) if np.size(w) > 1 else terms.reshape(-1, 1)
+    exact = [mp.mpf(math.fsum(cols[:, c].tolist())) for c in range(cols.shape[1])]
+    bound = 1 if dt == np.float64 else 0.5 + 1e-9
+    monkeypatch.setattr(threads, "MIN_PARALLEL_ELEMENTS_CHEAP", 1 << 10)
+    old = fastact.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            fastact.set_num_threads(n)
+            dx, dw = fastact.prelu.backward(g, x, w, axis)
+            results.append(dx)
+            assert dw.dtype == dt and np.shape(dw) == w.shape
+            for c, ex in enumerate(exact):
+                assert A.ulp_error(mp, np.reshape(dw, -1)[c], ex, dw.dtype) <= bound, (n, c)
+    finally:
+        fastact.set_num_threads(old)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_prelu_out_dtypes_and_conversions():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4, 5))
+    w = rng.uniform(0, 1, 4)
+    want = fastact.prelu(x, w)
+    out = np.empty_like(x)
+    assert fastact.prelu(x, w, out=out) is out and np.array_equal(out, want)
+    xc = x.copy()
+    assert fastact.prelu(xc, w, out=xc) is xc and np.array_equal(xc, want)  # in place
+    # a copy of the results: another dtype, strides, a 1-tuple; NumPy's ufunc: a broadcast shape
+    for out in (np.empty((3, 4, 5), np.float32), np.empty((3, 4, 10))[:, :, ::2], (np.empty_like(x),),
+                np.empty((2, 3, 4, 5))):
+        res = fastact.prelu(x, w, out=out)
+        assert res is (out[0] if isinstance(out, tuple) else out)
+        np.testing.assert_array_equal(res, np.broadcast_to(want, res.shape).astype(res.dtype))
+    big = np.concatenate([x.ravel(), x.ravel()[:3]])
+    shifted = big[3:].reshape(x.shape)  # out overlapping x, shifted by 3 elements
+    np.testing.assert_array_equal(fastact.prelu(big[:-3].reshape(x.shape), w, out=shifted), want)
+    with pytest.raises(ValueError):
+        fastact.prelu(x, w, out=np.empty((3, 4)))
+    # float16 computes in float32, integers in float64; results as the ufunc's
+    h = x.astype(np.float16)
+    np.testing.assert_array_equal(fastact.prelu(h, w.astype(np.float16)),
+                                  fastact.prelu(h.astype(np.float32), w.astype(np.float16).astype(np.float32)).astype(np.float16))
+    dx, dw = fastact.prelu.backward(h, h, w.astype(np.float16))
+    assert dx.dtype == dw.dtype == np.float16
+    # overflow in the cast to the result dtype: +-inf, quietly (RuntimeWarnings are errors here)
+    big = np.array([-6e4, 1.0], np.float16)
+    np.testing.assert_array_equal(fastact.prelu(big, np.float16(6e4)), [-np.inf, 1.0])
+    np.testing.assert_array_equal(fastact.prelu(np.array([-1e300, 1.0]), 1e10, out=np.empty((2, 2), np.float32)[:, 0]),
+                                  [-np.inf, 1.0])
+    xi = rng.integers(-5, 5, (3, 4, 5))
+    y = fastact.prelu(xi, w)
+    assert y.dtype == np.float64 and np.array_equal(y, np.where(xi > 0, xi, w[:, None] * xi))
+    dx, dw = fastact.prelu.backward(xi, xi, np.array([2, 3, 4, 5]))
+    assert dx.dtype == dw.dtype == np.float64
+    np.testing.assert_array_equal(dw, [np.sum(np.where(xi[:, c] > 0, 0, xi[:, c] ** 2)) for c in range(4)])
+    # float32 operands of a float64 call (widened in the kernel), as the ufunc computes them
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    back = _cpu.ufunc(CATALOG["leaky_relu"], "backward", np.float64)
+    for g_, x_, w_ in ((x, x32, w32), (x32, x32, w), (x32, x, w32)):
+        dx, dw = fastact.prelu.backward(g_, x_, w_)
+        assert dx.dtype == dw.dtype == np.float64
+        np.testing.assert_array_equal(_bits(dx), _bits(back(g_, x_, w_[:, None], dtype=np.float64)))
+        terms = np.where(x_ > 0, 0.0, x_.astype(np.float64) * g_)
+        np.testing.assert_array_max_ulp(dw, np.array([math.fsum(terms[:, c].ravel().tolist()) for c in range(4)]), 1)
+    np.testing.assert_array_equal(_bits(fastact.prelu(x32, 0.3)), _bits(np.where(x32 > 0, x32, 0.3 * x32.astype(np.float64))))
+    # 0-d: NumPy scalars, as the ufuncs return
+    assert type(fastact.prelu(-2.0, 0.5)) is np.float64 and fastact.prelu(-2.0, 0.5) == -1.0
+    dx0, dw0 = fastact.prelu.backward(np.float32(3), np.float32(-2), np.float32(0.5))
+    assert type(dx0) is np.float32 and type(dw0) is np.float32 and (dx0, dw0) == (1.5, -6.0)
+
+
+def test_prelu_kernels_are_vectorized():
+    """Each kernel's loops (rows with the weight hoisted, rows of channels)
+    run on vectors: packed arithmetic in the LLVM IR, for the backward the
+    compensated chains (fsub on double vectors) too."""
+    import re
+
+    import numba
+
+    from fastact.cpu import layers
+
+    entry = CATALOG["leaky_relu"]
+    for dt in (np.float32, np.float64):
+        for kind, kernel in (("forward", layers.prelu_forward(entry)), ("backward", layers.prelu_backward(entry))):
+            jit = numba.njit(nogil=True)(kernel.py_func)  # uncached: the cache keeps no IR
+            x = np.ones((2, 3, 4), dt)
+            w = np.ones(3, dt)
+            if kind == "forward":
+                jit(x, w, x.copy())
+            else:
+                jit(x, x, w, x.copy(), np.zeros((2, 3)))
+            llvm_ir = jit.inspect_llvm(jit.signatures[0])
+            blocks = {}  # vectorized loop bodies -> their packed operations
+            label = None
+            for line in llvm_ir.splitlines():
+                m = re.match(r"^([\w.]+):", line)
+                if m:
+                    label = m.group(1)
+                op = re.search(r"= (fadd|fsub|fmul) <(\d+) x (float|double)>", line)
+                if op and label and label.startswith("vector.body") and int(op.group(2)) >= 4:
+                    blocks.setdefault(label, set()).add(op.group(1) + " " + op.group(3))
+            assert len(blocks) >= 2, f"{kind} {dt.__name__}: {blocks}"  # both layouts' loops
+            if kind == "backward":
+                chains = [b for b, ops in blocks.items() if {"fadd double", "fsub double"} <= ops]
+                assert len(chains) >= 2, f"{kind} {dt.__name__}: {blocks}"
 
 
 def test_prelu_bad_input():
