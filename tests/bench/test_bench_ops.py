@@ -48,6 +48,10 @@ OPS = list(fastact.ACTIVATIONS) + list(fastact.ROW_FUNCTIONS) + list(fastact.GAT
 # under 1% of it, while a wrong formula fails: gelu in place of gelu_tanh
 # (5e-4 apart) fails every float64 item.
 RTOL = {"float32": 1e-4, "float64": 1e-10}
+# Peers that are less accurate than RTOL by construction, with the reason.
+# torch 2.13 hardsigmoid_backward multiplies by 1.0f / 6.0f (float32) in every
+# dtype: 3e-8 relative in float64 (measured; fastact's g / 6 is correctly rounded).
+PEER_RTOL = {("torch", "hardsigmoid", "backward", "float64"): 1e-7}
 
 
 def _kind(op):
@@ -143,10 +147,10 @@ def _as_arrays(result):
     return [r.numpy() if hasattr(r, "numpy") else np.asarray(r) for r in result]
 
 
-def _assert_close(got, want, dtype, what):
+def _assert_close(got, want, dtype, what, rtol=None):
     got, want = _as_arrays(got), _as_arrays(want)
     assert len(got) == len(want), what
-    rtol = RTOL[dtype]
+    rtol = RTOL[dtype] if rtol is None else rtol
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.max(np.abs(b)), err_msg=what)
 
@@ -181,7 +185,8 @@ def _bench(benchmark, op, impl, direction, dtype, size):
     if want is None:
         assert all(np.isfinite(r).all() for r in _as_arrays(result)), f"{op} {direction}: non-finite output"
     else:
-        _assert_close(result, want, dtype, f"{op} {direction}: {impl} vs {'numpy' if impl == 'fastact' else 'fastact'}")
+        _assert_close(result, want, dtype, f"{op} {direction}: {impl} vs {'numpy' if impl == 'fastact' else 'fastact'}",
+                      PEER_RTOL.get((impl, op, direction, dtype)))
 
 
 @pytest.mark.parametrize("size", SIZES)
