@@ -26,7 +26,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastact.cpu.stamp import stamp
-from fastact.cpu.loopfix import built_with_strided_out
+from fastact.cpu.loopfix import fastact_loops
 from fastact.scalar.registry import COMPILE_LOCK, KernelTable, ensure_registered
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -197,7 +197,7 @@ def add_loop(uf, key, dtype, nin):
         with COMPILE_LOCK:
             if key not in _compiled:
                 t = NUMBA_NAME[np.dtype(dtype)]
-                with built_with_strided_out():
+                with fastact_loops():
                     uf.add(f"{t}({', '.join([t] * nin)})")
                 _compiled.add(key)
     return uf.ufunc
@@ -333,7 +333,7 @@ def _build_fixed(entry, kind, dtype, consts):
     run, key = _runner(entry, kind)
     d = lazy_vectorize(named(maker(run, consts, key), name))
     t = NUMBA_NAME[dtype]
-    with built_with_strided_out():
+    with fastact_loops():
         d.add(f"{t}({', '.join([t] * (1 if kind == 'forward' else 2))})")
     return d
 
@@ -438,7 +438,7 @@ def full_ufunc(entry, kind):
 
                 nin = (1 if kind == "forward" else 2) + len(entry.params)
                 sigs = [f"{t}({', '.join([t] * nin)})" for t in ("float32", "float64")]
-                with built_with_strided_out():
+                with fastact_loops():
                     rebuilt = numba.vectorize(sigs, cache=True)(old._dispatcher.py_func)
                 DUFUNCS.replace((entry.name, kind), rebuilt)
         uf = dufunc(entry, kind).ufunc

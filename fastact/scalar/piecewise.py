@@ -7,6 +7,7 @@ kinks follow PyTorch (``relu'(0) = 0``, ``leaky_relu'(0) = negative_slope``).
 
 import math
 
+from fastact.scalar.fma import fma
 from fastact.scalar.registry import scalar
 
 ONE_SIXTH = 0.16666666666666666
@@ -143,13 +144,29 @@ def softsign_grad(x):
 # -------------------------------------------------------------- hard sigmoid
 
 
+@scalar(inline=True)
+def _div6(t):
+    """t / 6 by a product and one FMA correction, without a division.
+
+    q = t * RN(1/6) is within 1 ulp of t/6; r = 6q - t is exact in one FMA,
+    and q - r * RN(1/6) rounded once is the correctly rounded quotient
+    (Markstein's theorem) wherever t/6 is normal; where it is subnormal
+    (float64 t below 1.3e-307) the result is within 1 ulp. Zeros keep their
+    sign: r is +0 for t = +-0 and q - (+0) keeps q's. On a GPU ``div.rn.f64``
+    is a subroutine that took these kernels to 40 registers; on the CPU a
+    vector division cost hardswish its memory-bound speed.
+    """
+    q = t * ONE_SIXTH
+    return fma(-fma(q, 6.0, -t), ONE_SIXTH, q)
+
+
 @scalar
 def hardsigmoid(x):
     if x <= -3.0:
         return 0.0
     if x >= 3.0:
         return 1.0
-    return (x + 3.0) / 6.0  # x/6 + 1/2 would cancel near x = -3
+    return _div6(x + 3.0)  # x/6 + 1/2 would cancel near x = -3
 
 
 @scalar
@@ -165,7 +182,7 @@ def hardswish(x):
         return 0.0
     if x >= 3.0:
         return x
-    return x * (x + 3.0) / 6.0
+    return _div6(x * (x + 3.0))
 
 
 @scalar
@@ -174,4 +191,4 @@ def hardswish_grad(x):
         return 0.0
     if x >= 3.0:
         return 1.0
-    return (2.0 * x + 3.0) / 6.0  # exact numerator near the root x = -1.5
+    return _div6(2.0 * x + 3.0)  # exact numerator near the root x = -1.5

@@ -1,5 +1,8 @@
 """Strided and differently ordered ``out=`` arrays get every value in place
-(fastact.cpu.loopfix: Numba's ufunc fast path ignores the output's stride)."""
+(fastact.cpu.loopfix: Numba's ufunc fast path ignores the output's stride), and
+fastact's loops return with the FP exception flags cleared (x86-64)."""
+
+import warnings
 
 import numpy as np
 import pytest
@@ -68,9 +71,59 @@ def test_the_raw_ufunc_honours_a_strided_out():
 def test_the_patch_is_scoped_to_fastact_builds():
     from numba.np.ufunc import wrappers
 
-    from fastact.cpu.loopfix import built_with_strided_out
+    from fastact.cpu.loopfix import fastact_loops
 
     before = wrappers.UArrayArg
-    with built_with_strided_out():
+    with fastact_loops():
         assert wrappers.UArrayArg is not before
     assert wrappers.UArrayArg is before
+
+
+needs_clear = pytest.mark.skipif(
+    not __import__("fastact.cpu.loopfix", fromlist=["x"]).CLEARS_FP_STATUS,
+    reason="the loops clear the FP status on x86-64 only",
+)
+
+
+@needs_clear
+def test_raw_ufuncs_leave_no_fp_flags():
+    # each raises a flag in a lane it discards: hardswish's x*(x+3) overflows at
+    # 1e308, NaN reaches ordered comparisons, sigmoid's exp(-x) overflows at -1000
+    x = np.array([1e308, -1e308, np.nan, -1000.0, 3.0])
+    x32 = np.array([3e38, -3e38, np.nan, -1000.0], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"):
+            for f in (fastact.hardswish, fastact.sigmoid, fastact.elu, fastact.relu):
+                ps = [p.default for p in f._entry.params]
+                f.ufunc(x, *ps)
+                f.backward_ufunc(np.ones_like(x), x, *ps)
+                f(x32)
+                f(x32)  # the small-call fast path: no error state set
+
+
+@needs_clear
+def test_flags_a_loop_really_raises_are_what_is_cleared():
+    # the same formula in a plain Numba ufunc (no loopfix) does raise: the
+    # test above is not vacuous, and the patch does not leak to other builds
+    import numba
+
+    @numba.vectorize(["float64(float64)"])
+    def hardswish_plain(x):
+        return x * min(max(x + 3.0, 0.0), 6.0) / 6.0
+
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            hardswish_plain(np.array([1e308]))
+        fastact.hardswish.ufunc(np.array([1e308]))
+
+
+@needs_clear
+def test_a_callers_own_flags_before_the_call_still_count():
+    # NumPy clears the status before a ufunc's loop and reads it after: only
+    # fastact's own loop's flags are cleared, np.sqrt(-1) in the same
+    # errstate still raises
+    with np.errstate(invalid="raise"):
+        fastact.relu(np.array([np.nan, 1.0]))
+        with pytest.raises(FloatingPointError):
+            np.sqrt(np.array([-1.0]))

@@ -33,10 +33,10 @@ def _loop_asm(d):
     from numba.core.compiler_lock import global_compiler_lock
     from numba.np.ufunc.wrappers import build_ufunc_wrapper
 
-    from fastact.cpu.loopfix import built_with_strided_out
+    from fastact.cpu.loopfix import fastact_loops
 
     (cres,) = d._dispatcher.overloads.values()
-    with built_with_strided_out():
+    with fastact_loops():
         info = build_ufunc_wrapper(
             cres.library,
             cres.target_context,
