@@ -39,7 +39,7 @@ from fastact.scalar.formulas import (
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar.mathlib32 import expm1f, log1pf, tanhf
 from fastact.scalar.registry import scalar
-from fastact.scalar.vmath32 import _pow2i, _scale, exp_fast_parts, exp_parts, scale_fast
+from fastact.scalar.vmath32 import _pow2i, _scale, exp_core32, exp_fast_parts, exp_parts, scale_fast
 
 _SOFTPLUS_SWITCH = 16.0  # exp(-16) < ulp(16)/2 in float32
 
@@ -56,6 +56,7 @@ _F2 = _F(2.0)
 _SHIFT64 = np.int32(64)  # exp(x) * 2**64 keeps 24 bits down to x = -150
 _TWO_M64_32 = _F(2.0**-64)
 _LO = _F(-160.0)  # exp's argument clamp below: every result there is 0 anyway
+_LO120 = _F(-120.0)  # exp(-120) 2**64 is normal; sigmoid(x), x sigmoid(x) are 0 below -110
 _SELU_S_HI = _F(SELU_SCALE)
 _SELU_S_LO = _F(SELU_SCALE - float(_SELU_S_HI))
 _SELU_SA_HI = _F(SELU_SCALE_ALPHA)
@@ -125,11 +126,45 @@ def prod3(a, al, b, bl, r, rl):
 # ------------------------------------------------------------------- sigmoid
 
 
+@scalar(inline=True)
+def _sig_fast(x):
+    """(u, s, r, rl) for sigmoid(x), x exact: exp(-|x|) 2**64 = (1 + u) s
+    with s a power of two (0 below x = -120, where every result is 0) and
+    1 + u left unrounded (``exp_core32``: the reduction's rounding carried,
+    2**-24.96), so that a product with e rounds once: e v = (v + u v) s;
+    1/(1 + e) = r + rl, with e's rounding carried into 1 + e (without it
+    sigmoid is not monotone near x = -0.45). Cheaper than ``_sig_parts``
+    (no exp pair), for arguments without a low part."""
+    a = -abs(x)
+    far = not (a > _LO120)  # NaN too: callers restore it
+    k, u = exp_core32(_LO120 if far else a, _F0)
+    s = _F0 if far else _pow2i(k + _SHIFT64)
+    es = fma(u, s, s)
+    esl = fma(u, s, s - es)  # exact: (1 + u) s = es + esl
+    r, rl = _recip_1p(es * _TWO_M64_32, esl * _TWO_M64_32)
+    return u, s, r, rl
+
+
+@scalar(inline=True)
+def _sigmoid_fast(x):
+    """sigmoid(x) for an exact argument: r + rl for x >= 0; e (r + rl) =
+    (r + u r + rl) s below, rounded once before the exact 2**-64 scaling
+    (once more only into the subnormal range). Within 1.4 ulp, not monotone
+    (exp's ~0.5 ulp): for gradients (log_sigmoid'), not sigmoid itself."""
+    u, s, r, rl = _sig_fast(x)
+    neg = ((r + fma(u, r, rl)) * s) * _TWO_M64_32
+    y = r + rl if x >= _F0 else neg
+    return y if x == x else x
+
+
 @scalar
 def sigmoid(x):
     # e = exp(-|x|) in (0, 1]: 1/(1 + e) for x >= 0, e/(1 + e) below (no
     # overflow; subnormal results keep their bits through the 2**64 tail
-    # scaling); e's error enters with a factor <= 1, the rest is rounded once
+    # scaling); e's error enters with a factor <= 1, the rest is rounded once.
+    # exp as a pair (``_sig_parts``), not ``_sigmoid_fast``: that one is
+    # within 1.37 ulp, but its ~0.5 ulp exp makes adjacent results step down
+    # (5 reversals near x = -0.45): sigmoid stays monotone at ~0.5 ulp
     return _sigmoid_pair(x, _F0)
 
 
@@ -203,9 +238,14 @@ def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
 
 @scalar
 def silu(x):
-    # x sigmoid(x); x sigmoid(x) rounds to x above 17.3
-    xc = x if x > _LO else _LO
-    y = _x_sigmoid(x, x, _F0, xc)
+    # x sigmoid(x) = x (r + rl) for x >= 0, rounded to x above 17.3; below,
+    # x e (r + rl) = (p + u p + pl) s with p + pl = x (r + rl), rounded once
+    u, s, r, rl = _sig_fast(x)
+    xc = x if x > _LO120 else _LO120  # -inf: -120 * 0 = -0, not -inf * 0
+    p = xc * r
+    pl = fma(xc, r, -p) + xc * rl
+    neg = ((p + fma(u, p, pl)) * s) * _TWO_M64_32
+    y = p + pl if x >= _F0 else neg
     y = x if x > _F(20.0) else y
     return y if x == x else x
 
@@ -356,7 +396,7 @@ def log_sigmoid(x):
 
 @scalar
 def log_sigmoid_grad(x):
-    return _sigmoid_pair(-x, _F0)  # 1 - sigmoid(x), without the cancellation
+    return _sigmoid_fast(-x)  # 1 - sigmoid(x), without the cancellation
 
 
 # ---------------------------------------------------------------------- mish

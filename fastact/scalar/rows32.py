@@ -65,7 +65,6 @@ import numpy as np
 
 from fastact.scalar.eft import two_sum_err
 from fastact.scalar.fma import fma
-from fastact.scalar.generated.vmath32_coeffs import exp_p2
 from fastact.scalar.mathlib32 import expf
 from fastact.scalar.registry import bitcasts, scalar
 from fastact.scalar.rows import (
@@ -74,7 +73,7 @@ from fastact.scalar.rows import (
     log_softmax_backward_row,
     softmax_backward_row,
 )
-from fastact.scalar.vmath32 import exp_fast_parts
+from fastact.scalar.vmath32 import exp_core32, exp_fast_parts
 
 _F = np.float32
 _bits_f32, _f32_bits = bitcasts(32)
@@ -168,38 +167,6 @@ def reference32(m):
 def max_term32(m, direct, bias):
     """The maximum's scaled term in float64: exp(m or 0) 2^(bias - 127)."""
     return math.exp(np.float64(m) if direct else 0.0) * 2.0 ** (np.int64(bias) - 127)
-
-
-# exp(x) = 2^k (1 + u): the reduction of ``vmath32.exp_fast_parts`` (ln2 in a
-# 16-bit head, k * head exact) with the rounding of r carried: r + rl - x + k ln2
-# is below 2**-36 for |k| <= 232
-_INV_LN2F = _F(_INV_LN2)
-_SHIFTF = _F(12582912.0)  # 1.5 * 2**23
-_LN2F_1 = _F(0.693145751953125)  # 16 significant bits
-_LN2F_2 = _F(math.log(2.0) - 0.693145751953125)  # the rest, rounded
-
-
-@scalar(inline=True)
-def _reduce32(x):
-    """(k, r, rl): x = k ln2 + r + rl, r + rl exact to 2**-36 for |k| <= 232."""
-    k = fma(x, _INV_LN2F, _SHIFTF) - _SHIFTF
-    t = fma(-k, _LN2F_1, x)  # exact
-    r = fma(-k, _LN2F_2, t)
-    return k, r, fma(-k, _LN2F_2, t - r)  # t - r is exact
-
-
-@scalar(inline=True)
-def exp_core32(x, xl):
-    """(k, u): exp(x + xl) = 2^k (1 + u) to 2**-24.96 relative (measured over
-    [-128, 88] with |xl| <= ulp(x) / 2; u's own rounding is most of it), for
-    finite x in [-160, 89]. ``vmath32.exp_fast_parts``
-    (2**-24.14 with such an xl, 2**-24.57 without) rounds r and t + xl; here
-    both are carried into u, which is rounded once."""
-    k, r, rl = _reduce32(x)
-    rl = rl + xl
-    q = (r * r) * exp_p2(r)  # expm1(r) - r, < 0.07
-    # expm1(r + rl) = expm1(r) + rl e^r
-    return np.int32(k), r + (q + fma(rl, r + q, rl))
 
 
 @scalar(inline=True)
