@@ -6,7 +6,7 @@ with a broadcast weight operand runs NumPy's strided loop, which does not
 vectorize; here each row ``x[o, c, :]`` runs with its weight hoisted out of
 the loop, and when the channel axis is last (``inner == 1``) each row of
 channels runs with the weight row reused. The element formula is the
-catalog entry's (``ufuncs._runner``, the evaluation the ufunc loops run), so
+catalog entry's (``ufuncs.runner``, the evaluation the ufunc loops run), so
 results are bitwise those of the leaky_relu ufunc.
 
 The backward kernel computes dx and, in the same pass, dweight[c] = the sum
@@ -24,7 +24,7 @@ call (``two_sum_err``, the formula) recompiles them.
 
 import numpy as np
 
-from fastact.cpu.ufuncs import _runner
+from fastact.cpu.ufuncs import runner
 from fastact.scalar.eft import two_sum_err
 from fastact.scalar.registry import KernelTable, scalar
 
@@ -115,7 +115,7 @@ def _prelu_backward(run, key):
 
 
 def _build(maker, entry, kind, name):
-    kernel = maker(*_runner(entry, kind))  # the stamp before Numba compiles, as for the ufuncs
+    kernel = maker(*runner(entry, kind))  # the stamp before Numba compiles, as for the ufuncs
     kernel.__name__ = kernel.__qualname__ = name
     import numba
 

@@ -170,7 +170,7 @@ def _formula(entry, kind):
     return fn
 
 
-def _runner(entry, kind):
+def runner(entry, kind):
     """(run, key): the precision dispatch stub and the kernel's cache key, a
     string of the stamp and both formulas' names (the stub alone pickles the
     same for every kernel; a string keeps the closure cell typeable)."""
@@ -209,7 +209,7 @@ def dufunc(entry, kind):
     def build():
         arity = ("forward" if kind == "forward" else "backward", len(entry.params))
         maker = _MAKERS[arity]
-        kernel = maker(*_runner(entry, kind))
+        kernel = maker(*runner(entry, kind))
         return lazy_vectorize(named(kernel, f"{entry.name}_{kind}"))
 
     return DUFUNCS.get((entry.name, kind), build)
@@ -330,7 +330,7 @@ def _build_fixed(entry, kind, dtype, consts):
         f"{i:0{digits}x}" for i in ints
     )
     maker = _forward_fixed if kind == "forward" else _backward_fixed
-    run, key = _runner(entry, kind)
+    run, key = runner(entry, kind)
     d = lazy_vectorize(named(maker(run, consts, key), name))
     t = NUMBA_NAME[dtype]
     with fastact_loops():

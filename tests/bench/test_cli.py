@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import scipy.special
 
 import fastact
 from fastact.bench import baselines, cli, common, cpu, cuda, report, timing
@@ -229,7 +230,6 @@ def test_chunked_roofline_covers_the_whole_array():
 
 def test_peer_columns_filled_when_installed(restore_threads):
     pytest.importorskip("torch")
-    pytest.importorskip("scipy.special")
     ops = ["sigmoid", "softsign", "log_softmax"]
     res = cpu.run(ops, ("float32",), size=SIZE, repeat=1, threads=1, progress=False)
     _check_result(res, ops, ("float32",))
@@ -267,7 +267,6 @@ def _inputs(dtype=np.float64):
 
 
 def test_numpy_baselines_agree_with_fastact():
-    pytest.importorskip("scipy.special")
     x, g = _inputs()
     table = baselines.COMPARISONS
     for name, f in fastact.ACTIVATIONS.items():
@@ -313,9 +312,6 @@ def test_torch_peers_compute_the_same_function():
 
 
 def test_scipy_peers_compute_the_same_function():
-    scipy = pytest.importorskip("scipy")
-    pytest.importorskip("scipy.special")
-
     x, _ = _inputs()
     for name in ("sigmoid", "log_sigmoid"):
         out = np.empty_like(x)
@@ -442,10 +438,9 @@ def _fake_cupy():
 
 
 def test_run_cuda_rows_with_a_fake_device(monkeypatch, capsys):
-    sp = pytest.importorskip("scipy.special")
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
     monkeypatch.setattr(cuda, "cuda_unavailable", lambda: None)
-    monkeypatch.setattr(baselines, "_cupy_erf", lambda: sp.erf)
+    monkeypatch.setattr(baselines, "_cupy_erf", lambda: scipy.special.erf)
     monkeypatch.setattr(cuda, "CUDA_MAX_CALLS", 2)
     ops = ["sigmoid", "softsign", "gelu", "softmax"]
     res = cuda.run_cuda(ops, ("float32", "float64"), size=SIZE, repeat=1, progress=False)
@@ -483,8 +478,7 @@ def test_run_cuda_reports_an_op_that_fails(monkeypatch):
 
 def test_cupy_formulas_compute_the_same_function(monkeypatch):
     """The CuPy peers' formulas, evaluated with NumPy standing in for CuPy."""
-    sp = pytest.importorskip("scipy.special")
-    monkeypatch.setattr(baselines, "_cupy_erf", lambda: sp.erf)
+    monkeypatch.setattr(baselines, "_cupy_erf", lambda: scipy.special.erf)
     x, g = _inputs()
     names = [n for n in fastact.ACTIVATIONS if baselines.cupy_forward(np, n) is not None]
     assert names == ["sigmoid", "tanh", "relu", "silu", "gelu"]

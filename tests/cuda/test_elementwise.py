@@ -12,16 +12,14 @@ compiles for real GPUs.
 
 import numpy as np
 import pytest
+from numba import cuda
 
-pytest.importorskip("numba.cuda")
-
-import fastact  # noqa: E402
+import fastact
+from fastact.catalog import ENTRIES
 from fastact.cuda import elementwise as _elementwise
 from fastact.cuda import interop as _gpu
 from fastact.cuda import target as _cuda
 from fastact.devtools import accuracy
-from fastact.catalog import ENTRIES  # noqa: E402
-from numba import cuda  # noqa: E402
 
 #: FASTACT_TEST_REAL_GPU=1 (tests/conftest.py): these tests on a real device
 REAL_GPU = not _cuda.simulated()

@@ -3,18 +3,18 @@ simulator (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1): against the CPU
 functions (NaN pattern, values within 4 ulp) and mpmath, both paths (warp per
 row, block per row), special rows, strided views, float16/32/64, backward."""
 
+import mpmath as mp
+import numba.cuda  # noqa: F401  (numba-cuda: in the test extra)
 import numpy as np
 import pytest
 
 import fastact
-from fastact.cuda import target as _cuda
 from fastact.cuda import rows as R
+from fastact.cuda import target as _cuda
+from fastact.devtools import accuracy as A
 
-pytest.importorskip("numba.cuda")
-mp = pytest.importorskip("mpmath")
 pytestmark = pytest.mark.skipif(not _cuda.simulated() and not _cuda.cuda().is_available(),
                                 reason="FASTACT_TEST_REAL_GPU set, no GPU")
-from fastact.devtools import accuracy as A
 
 BOUND = 4.0
 DTYPES = [np.float16, np.float32, np.float64]

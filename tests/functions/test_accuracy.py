@@ -6,12 +6,10 @@ derivative's zero), if a result is inf/NaN/0/wrong-signed where the exact value
 is not, or if docs/accuracy.md does not report the measured numbers.
 """
 
+import mpmath  # noqa: F401  (the measurements need it: in the test extra)
 import pytest
 
-pytest.importorskip("mpmath")
-
 from fastact.devtools import accuracy as A
-
 from fastact.devtools import gen_accuracy
 
 CASES = list(gen_accuracy.cases())

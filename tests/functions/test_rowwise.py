@@ -1,12 +1,11 @@
 """softmax / log_softmax: accuracy vs mpmath, special rows, axes, layouts, errors."""
 
+import mpmath as mp
 import numpy as np
 import pytest
 
 import fastact
 from fastact.cpu import threads as _threads
-
-mp = pytest.importorskip("mpmath")
 from fastact.devtools import accuracy as A
 
 BOUND = 4.0

@@ -4,16 +4,14 @@ special values, and vectorization of the compiled loops (no libm calls)."""
 import math
 import re
 
+import mpmath as mp
+import numba
 import numpy as np
 import pytest
 
+from fastact.devtools.accuracy import ulp_error
 from fastact.scalar import vmath
-
-mp = pytest.importorskip("mpmath")
-from fastact.devtools.accuracy import ulp_error  # noqa: E402
-
-numba = pytest.importorskip("numba")
-from tests.scalar._layer import assert_no_contraction, layer_ufunc, loop_asm, loop_code  # noqa: E402
+from tests.scalar._layer import assert_no_contraction, layer_ufunc, loop_asm, loop_code
 
 
 def _erf_ref(x):

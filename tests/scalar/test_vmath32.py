@@ -13,16 +13,14 @@ hundred points per function are also checked against mpmath.
 import math
 import re
 
+import mpmath as mp
 import numpy as np
 import pytest
+from scipy import special
 
+from fastact.devtools.accuracy import ulp_error, ulps_f32
 from fastact.scalar import vmath32
-
-numba = pytest.importorskip("numba")
-mp = pytest.importorskip("mpmath")
-special = pytest.importorskip("scipy.special")
-from tests.scalar._layer import assert_no_contraction, layer_ufunc, loop_code  # noqa: E402
-from fastact.devtools.accuracy import ulp_error, ulps_f32  # noqa: E402
+from tests.scalar._layer import assert_no_contraction, layer_ufunc, loop_code
 
 NAMES = ("vexpf", "vexpm1f", "vlog1pf", "vtanhf", "verff", "verfcf")
 # the bounds stated in the docstrings; the maxima measured over all float32
