@@ -8,7 +8,8 @@ never submit tasks, so concurrent callers cannot deadlock the pool, and each
 call only touches its own disjoint slices.
 
 The thread count is ``set_num_threads(n)``, else ``FASTACT_NUM_THREADS``, else
-the number of CPUs. Arrays below ``MIN_PARALLEL_ELEMENTS`` stay on the
+the number of CPUs. A forked child forgets the parent's pool (whose threads
+it does not have) and starts its own. Arrays below ``MIN_PARALLEL_ELEMENTS`` stay on the
 calling thread (the pool hand-off costs tens of microseconds).
 """
 
@@ -55,6 +56,21 @@ def _get_pool(n):
         if _pool is None or _pool._max_workers < n:
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastact")
         return _pool
+
+
+def _forget_pool_in_child():
+    """A forked child has the parent's executor object but none of its
+    threads: work submitted to it would wait forever (multiprocessing's fork
+    workers, PyTorch's DataLoader workers). The child starts a pool of its
+    own on its first large call. The lock may have been held by a parent
+    thread at the fork, so the child gets a fresh one."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def for_chunks(fn, n_outer, n_elements):

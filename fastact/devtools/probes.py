@@ -6,25 +6,27 @@ Why: where fastact is slower than PyTorch or than the memory roofline, a
 probe answers "how fast can this op be made from Numba on this machine, at
 the contract's accuracy?". Each probe is the shortest formula written for
 the op, outside fastact's layers: its own exp core (a polynomial fitted at
-import, 2^k scaling by bits), a plain division, no carried low parts, one
-``@vectorize`` loop (elementwise) or one ``@njit`` row loop (softmax family).
+import, 2^k scaling by bits), a plain division, only the carried low parts
+without which the bound fails (each says so), one ``@vectorize`` loop
+(elementwise) or one ``@njit`` row loop (softmax family).
 It borrows only two primitives from ``fastact.scalar``: ``fma`` (one
 ``vfmadd``) and the bit casts. If a probe is much faster than fastact at the
 same accuracy, fastact's formula has room; if it is not, the op is bound by
-the machine (memory or the exp's arithmetic) and the gap to torch is torch
-spending accuracy (its float32 exp-based ops reach 1e9 ulp).
+the machine (memory or the arithmetic the bound needs), and a gap to torch
+is accuracy torch does not keep.
 
 What is reported, one thread, float32 (and float64 where listed):
 - ns per element of the probe, of fastact's public call and of the roofline
   (np.copyto for 1-in-1-out, np.add for 2-in-1-out), median of --repeat
   runs on --size elements (default 2^22: beyond the caches here);
-- the probe's max error in ulps of the exact value, against fastact's float64
-  kernel (float32 probes, every --step-th float32 bit pattern through
-  ``sweep32.sweep``) or against mpmath-checked fastact float64 (float64
-  probes, on 2^20 random inputs over the float64 range of interest), and
-  whether that meets the contract bound (float32 2 / 4 ulp forward /
-  backward, float64 4 / 8). A probe over its bound is reported as such: it
-  is not a valid floor, only an upper bound on the speed.
+- the probe's max error in ulps of the exact value: float32 probes over
+  every --step-th float32 bit pattern against fastact's float64 kernel
+  (``sweep32.sweep``); float64 probes against mpmath at half of the accuracy
+  table's points (``fastact.devtools.accuracy``); row probes on random rows
+  against the row formula in 80-bit long double. Whether that meets the
+  contract (float32 2 / 4 ulp forward / backward, float64 4 / 8): a probe
+  over its bound is reported as such; it is not a valid floor, only an upper
+  bound on the speed at that accuracy.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def _build():
     import numba
 
     from fastact.scalar.fma import fma
+    from fastact.scalar.formulas import SELU_SCALE, SELU_SCALE_ALPHA
     from fastact.scalar.registry import bitcasts, ensure_registered, scalar
 
     ensure_registered()  # from here on, scalar() registers at once
@@ -80,6 +83,7 @@ def _build():
     ln2_hi = F32(0.693145751953125)
     ln2_lo = F32(math.log(2.0) - 0.693145751953125)
     one, zero, two, four, six = F32(1), F32(0), F32(2), F32(4), F32(6)
+    selu_l, selu_la = F32(SELU_SCALE), F32(SELU_SCALE_ALPHA)
     lo32, twom64 = F32(-120.0), F32(2.0**-64)  # exp(-120) 2**64 is normal; x e(x) underflows below -110
 
     @scalar
@@ -170,8 +174,44 @@ def _build():
         y = g * (((r4 + fma(u, r4, r4l)) * s) * twom64)
         return y if x == x else x
 
+    @scalar
+    def expm1_32(x):
+        """expm1(x) for x <= 0: u for |x| < ln2/2 (k = 0), else 2^k u + (2^k - 1)
+        in one fma (2^k - 1 is exact); -1 below -88."""
+        a = x if x > F32(-88.0) else F32(-88.0)
+        u, s = exp64x_32(a)  # s = 2^(k + 64)
+        s = s * twom64
+        y = fma(s, u, s - one)
+        return y if x > F32(-88.0) else -one
+
+    def elu32(x):
+        y = x if x > zero else expm1_32(x)
+        return y if x == x else x
+
+    def elu_grad32(g, x):
+        u, s = exp64x_32(x if x > lo32 else lo32)
+        e = (fma(u, s, s) * twom64) if x > lo32 else zero
+        y = g if x > zero else g * e
+        return y if x == x else x
+
+    def selu32(x):
+        y = selu_l * x if x > zero else selu_la * expm1_32(x)
+        return y if x == x else x
+
     def relu_grad32(g, x):
         y = g if x > zero else zero * g
+        return y if x == x else x
+
+    def leaky_relu_grad32(g, x):
+        y = g if x > zero else g * F32(0.01)
+        return y if x == x else x
+
+    def hardtanh_grad32(g, x):
+        y = g if (x > -one) & (x < one) else zero * g
+        return y if x == x else x
+
+    def hardsigmoid_grad32(g, x):
+        y = g * F32(1.0 / 6.0) if (x > F32(-3)) & (x < F32(3)) else zero * g
         return y if x == x else x
 
     # ---- float64 elementwise probes
@@ -186,6 +226,7 @@ def _build():
         r = 1.0 / d
         return es, fma(-((1.0 - d) + e), r * r, r)
 
+    @scalar
     def sigmoid64(x):
         es, r = sig_parts64(x)
         y = r if x >= 0.0 else (es * r) * twom64_d
@@ -196,6 +237,19 @@ def _build():
         y = x * r if x >= 0.0 else ((x * es) * r) * twom64_d
         return y if x == x else x
 
+    def sigmoid_grad64(g, x):
+        es, r = sig_parts64(x)
+        y = g * (((es * r) * r) * twom64_d)
+        return y if x == x else x
+
+    def softplus_grad64(g, x):
+        return g * sigmoid64(x)
+
+    def tanh_grad64(g, x):
+        es, r = sig_parts64(2.0 * x)
+        y = g * ((((4.0 * es) * r) * r) * twom64_d)
+        return y if x == x else x
+
     vec = {}
     for key, fn, sig in (
         ("sigmoid forward float32", sigmoid32, "float32(float32)"),
@@ -204,8 +258,17 @@ def _build():
         ("silu forward float32", silu32, "float32(float32)"),
         ("tanh backward float32", tanh_grad32, "float32(float32, float32)"),
         ("relu backward float32", relu_grad32, "float32(float32, float32)"),
+        ("elu forward float32", elu32, "float32(float32)"),
+        ("elu backward float32", elu_grad32, "float32(float32, float32)"),
+        ("selu forward float32", selu32, "float32(float32)"),
+        ("leaky_relu backward float32", leaky_relu_grad32, "float32(float32, float32)"),
+        ("hardtanh backward float32", hardtanh_grad32, "float32(float32, float32)"),
+        ("hardsigmoid backward float32", hardsigmoid_grad32, "float32(float32, float32)"),
         ("sigmoid forward float64", sigmoid64, "float64(float64)"),
         ("silu forward float64", silu64, "float64(float64)"),
+        ("sigmoid backward float64", sigmoid_grad64, "float64(float64, float64)"),
+        ("softplus backward float64", softplus_grad64, "float64(float64, float64)"),
+        ("tanh backward float64", tanh_grad64, "float64(float64, float64)"),
     ):
         vec[tuple(key.split())] = (numba.vectorize([sig], nopython=True)(fn), sig.count(",") + 1)
 
@@ -326,8 +389,8 @@ def _ulp32(ref):
 
 def _accuracy_elementwise(key, probe, nin, step):
     """Max float32-ulp error over every ``step``-th float32 (float32 probes,
-    fastact's float64 kernel as reference), or float64-ulp error on 2**20
-    inputs against the same formula in 80-bit long double (float64 probes)."""
+    fastact's float64 kernel as reference), or against mpmath at the
+    accuracy table's points (float64 probes)."""
     import fastact
     from fastact.devtools import sweep32
 
@@ -341,16 +404,34 @@ def _accuracy_elementwise(key, probe, nin, step):
                                 lambda x: f.backward(np.ones_like(x), x), step=step,
                                 bound=BOUNDS[(kind, "float32")])
         return res.max_ulp, res.over_bound_count
-    rng = np.random.default_rng(1)
-    x = np.concatenate([rng.uniform(-40, 40, 1 << 19), -np.exp(rng.uniform(-30, 6.6, 1 << 18)),
-                        np.exp(rng.uniform(-30, 6.6, 1 << 18))])
-    xl = x.astype(np.longdouble)
-    sig = np.where(xl >= 0, 1 / (1 + np.exp(-xl)), np.exp(xl) / (1 + np.exp(xl)))
-    ref = sig if op == "sigmoid" else xl * sig
-    got = probe(x).astype(np.longdouble)
-    err = np.abs(got - ref) / np.spacing(np.abs(ref).astype(F64)).astype(np.longdouble)
-    bound = BOUNDS[(kind, "float64")]
-    return float(err.max()), int((err > bound).sum())
+    return _accuracy_mpmath(key, probe, nin)
+
+
+def _accuracy_mpmath(key, probe, nin, every=2):
+    """Max ulp error against mpmath at every ``every``-th point of the
+    accuracy table's points for the op (``fastact.devtools.accuracy``: dense
+    sweeps, every binade, the over/underflow thresholds, branch points), with
+    the table's rules (absolute bound next to a derivative's zero)."""
+    import mpmath as mp
+
+    from fastact.catalog import ENTRIES
+    from fastact.devtools import accuracy as A
+
+    op, kind, dt = key
+    entry = next(e for e in ENTRIES if e.name == op)
+    dtype = np.dtype(dt)
+    x = A.points(entry, dtype, 0)[::every]
+    with np.errstate(all="ignore"):
+        got = probe(x) if nin == 1 else probe(np.ones_like(x), x)
+    ref = entry.ref if kind == "forward" else entry.ref_grad
+    failures = []
+    errs = np.empty(len(x))
+    with mp.workprec(A.PREC_BITS):
+        params = [mp.mpf(p.default) for p in entry.params]
+        for i, (a, c) in enumerate(zip(x.tolist(), got.tolist())):
+            errs[i] = A._point_error(mp, entry, kind, dtype, a, c, ref(mp, mp.mpf(a), *params), failures)
+    bound = BOUNDS[(kind, dt)]
+    return float(errs.max()), int((errs > bound).sum()) + len(failures)
 
 
 def _accuracy_rows(key, probe, nin):
