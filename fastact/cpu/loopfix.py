@@ -31,7 +31,7 @@ returns (x86-64: MXCSR's six exception bits, by LLVM's ``stmxcsr`` /
 ``ldmxcsr`` intrinsics, once per loop call, not per element). fastact's
 results never need those flags: every special value is computed, not trapped.
 On other architectures ``CLEARS_FP_STATUS`` is False and the public functions
-set the quiet error state instead (``fastact.functions.args.loop_call``).
+set the quiet error state instead (``fastact.functions.args.quiet_call``).
 """
 
 import contextlib

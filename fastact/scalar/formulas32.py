@@ -14,6 +14,9 @@ once. The catalog links each one to its activation (``forward32`` /
 ``python -m fastact.devtools.sweep32`` against the float64 kernels on every
 float32 input.
 
+The shared steps (exp as parts, 1/(1 + e) as a pair, products rounded once)
+are in ``parts32``.
+
 Conventions: ``x`` is a float32; parameters arrive as float64 holding float32
 values (exactly) and are used as float32; results are float32.
 
@@ -38,8 +41,27 @@ from fastact.scalar.formulas import (
 )
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar.mathlib32 import expm1f, log1pf, tanhf
+from fastact.scalar.parts32 import (
+    _F0,
+    _F1,
+    _LO,
+    _LO120,
+    _SHIFT64,
+    _TWO_M64_32,
+    exp_m,
+    exp_neg_scaled,
+    expm1_neg,
+    prod3,
+    recip_1p,
+    sig_fast,
+    sig_parts,
+    sigmoid_fast,
+    sigmoid_pair,
+    times,
+    times_pow2,
+)
 from fastact.scalar.registry import scalar
-from fastact.scalar.vmath32 import _pow2i, _scale, exp_core32, exp_fast_parts, exp_parts, scale_fast
+from fastact.scalar.vmath32 import _scale, exp_parts
 
 _SOFTPLUS_SWITCH = 16.0  # exp(-16) < ulp(16)/2 in float32
 
@@ -50,13 +72,7 @@ _SOFTPLUS_SWITCH = 16.0  # exp(-16) < ulp(16)/2 in float32
 # is corrected by one fma), so that the result is rounded about once after
 # exp's own ~0.5 ulp.
 _F = np.float32
-_F0 = _F(0.0)
-_F1 = _F(1.0)
 _F2 = _F(2.0)
-_SHIFT64 = np.int32(64)  # exp(x) * 2**64 keeps 24 bits down to x = -150
-_TWO_M64_32 = _F(2.0**-64)
-_LO = _F(-160.0)  # exp's argument clamp below: every result there is 0 anyway
-_LO120 = _F(-120.0)  # exp(-120) 2**64 is normal; sigmoid(x), x sigmoid(x) are 0 below -110
 _SELU_S_HI = _F(SELU_SCALE)
 _SELU_S_LO = _F(SELU_SCALE - float(_SELU_S_HI))
 _SELU_SA_HI = _F(SELU_SCALE_ALPHA)
@@ -66,97 +82,7 @@ _SOFTPLUS_SWITCH32 = _F(_SOFTPLUS_SWITCH)
 _HALF32 = _F(0.5)
 
 
-@scalar(inline=True)
-def _exp_neg_scaled(ax, shift):
-    """(es, e): es = exp(-ax) * 2**(64 + shift) (normal down to ax = 150 - shift),
-    e = exp(-ax) (0 below 2**-126), for ax >= 0 or NaN (NaN -> garbage:
-    callers restore NaN). Products with es are scaled by 2**-64 at the end,
-    so that subnormal results keep their bits."""
-    a = ax if ax < -_LO else -_LO
-    k, u = exp_fast_parts(-a, _F0)
-    return scale_fast(u, k + _SHIFT64 + shift), scale_fast(u, k)
-
-
-@scalar(inline=True)
-def _exp_m(a, al):
-    """(k, mh, ml): exp(a + al) = 2^k (mh + ml) to ~2**-30 (exp_parts carries
-    the reduction's and the argument's rounding), for finite a in [-160, 89].
-    Kept as a pair: a product e p rounded once is within ~0.5 ulp, where a
-    rounded e could already be off by an ulp of the product (e and p e in
-    different binades)."""
-    k, th, tl = exp_parts(a, al)
-    mh = th + tl
-    return k, mh, tl - (mh - th)
-
-
-@scalar(inline=True)
-def _times_pow2(m, k):
-    """m 2^k, exact for normal results; 0 for k < -126 (callers use it for
-    factors that only enter 1 + e, or with k shifted by 64)."""
-    kc = max(min(k, np.int32(127)), np.int32(-127))
-    return m * _pow2i(kc)  # _pow2i(-127) has all-zero bits: 0.0
-
-
-@scalar(inline=True)
-def _recip_1p(e, el):
-    """(r, rl): 1/(1 + e + el) = r + rl to ~2**-44 relative, for 0 <= e <= 1
-    and a small el (the rounding error of e, or 0)."""
-    d = _F1 + e
-    dl = (e - (d - _F1)) + el  # e - (d - 1) is exact: e <= 1
-    r = _F1 / d
-    rho = fma(-r, d, _F1) - r * dl  # 1 - r (d + dl): fma(-r, d, 1) is exact
-    return r, r * rho
-
-
-@scalar(inline=True)
-def _times(a, r, rl):
-    """a * (r + rl) rounded once (to ~2**-44)."""
-    return fma(a, r, a * rl)
-
-
-@scalar(inline=True)
-def prod3(a, al, b, bl, r, rl):
-    """(a + al) (b + bl) (r + rl) with the rounding of a*b carried: rounded
-    about once."""
-    p = a * b
-    pl = fma(a, b, -p) + (a * bl + al * b)
-    return fma(p, r, p * rl + pl * r)
-
-
 # ------------------------------------------------------------------- sigmoid
-
-
-@scalar(inline=True)
-def _sig_fast(x, xl):
-    """(u, s, r, rl) for sigmoid(x + xl), xl a low part (the rounding of an
-    argument like beta x, or 0): exp(-|x + xl|) 2**64 = (1 + u) s with s a
-    power of two (0 below x = -120, where every result is 0) and 1 + u left
-    unrounded (``exp_core32``: the reduction's and xl's rounding carried,
-    2**-24.96), so that a product with e rounds once: e v = (v + u v) s;
-    1/(1 + e) = r + rl, with e's rounding carried into 1 + e (without it
-    sigmoid is not monotone near x = -0.45). Cheaper than ``_sig_parts``
-    (no exp pair)."""
-    a = -abs(x)
-    far = not (a > _LO120)  # NaN too: callers restore it
-    al = _F0 if far else (-xl if x >= _F0 else xl)
-    k, u = exp_core32(_LO120 if far else a, al)
-    s = _F0 if far else _pow2i(k + _SHIFT64)
-    es = fma(u, s, s)
-    esl = fma(u, s, s - es)  # exact: (1 + u) s = es + esl
-    r, rl = _recip_1p(es * _TWO_M64_32, esl * _TWO_M64_32)
-    return u, s, r, rl
-
-
-@scalar(inline=True)
-def _sigmoid_fast(x, xl):
-    """sigmoid(x + xl): r + rl for x >= 0; e (r + rl) = (r + u r + rl) s
-    below, rounded once before the exact 2**-64 scaling (once more only into
-    the subnormal range). Within 1.4 ulp, not monotone (exp's ~0.5 ulp): for
-    gradients (log_sigmoid', softplus'), not sigmoid itself."""
-    u, s, r, rl = _sig_fast(x, xl)
-    neg = ((r + fma(u, r, rl)) * s) * _TWO_M64_32
-    y = r + rl if x >= _F0 else neg
-    return y if x == x else x
 
 
 @scalar
@@ -164,17 +90,17 @@ def sigmoid(x):
     # e = exp(-|x|) in (0, 1]: 1/(1 + e) for x >= 0, e/(1 + e) below (no
     # overflow; subnormal results keep their bits through the 2**64 tail
     # scaling); e's error enters with a factor <= 1, the rest is rounded once.
-    # exp as a pair (``_sig_parts``), not ``_sigmoid_fast``: that one is
+    # exp as a pair (``sig_parts``), not ``sigmoid_fast``: that one is
     # within 1.37 ulp, but its ~0.5 ulp exp makes adjacent results step down
     # (5 reversals near x = -0.45): sigmoid stays monotone at ~0.5 ulp
-    return _sigmoid_pair(x, _F0)
+    return sigmoid_pair(x, _F0)
 
 
 @scalar
 def sigmoid_grad(x):
     # e/(1 + e)^2, e = exp(-|x|): symmetric, no 1 - s cancellation
-    es, e = _exp_neg_scaled(abs(x), np.int32(0))
-    r, rl = _recip_1p(e, _F0)
+    es, e = exp_neg_scaled(abs(x), np.int32(0))
+    r, rl = recip_1p(e, _F0)
     r2 = r * r
     r2l = fma(r, r, -r2) + _F2 * (r * rl)
     y = fma(es, r2, es * r2l) * _TWO_M64_32
@@ -182,33 +108,11 @@ def sigmoid_grad(x):
 
 
 @scalar(inline=True)
-def _sig_parts(z, zl):
-    """(es, esl, e, r, rl) for sigmoid(z + zl): e = exp(-|z + zl|) (0 below
-    2**-126: it only enters 1 + e), es + esl = e * 2**64 (normal down to z = -150,
-    so that a product x e keeps its 24 bits where it is near or below the
-    subnormal range: callers scale it by 2**-64 once, at the end),
-    1/(1 + e) = r + rl."""
-    zc = z if z > _LO else _LO  # NaN -> _LO (callers restore NaN)
-    pos = zc >= _F0
-    a = -zc if pos else zc
-    al = -zl if (pos and a > _LO) else (zl if a > _LO else _F0)
-    a = a if a > _LO else _LO
-    k, mh, ml = _exp_m(a, al)
-    es = _times_pow2(mh, k + _SHIFT64)
-    esl = _times_pow2(ml, k + _SHIFT64)
-    e = _times_pow2(mh, k)
-    # e's rounding enters 1 + e: without it sigmoid is off by up to 0.2 ulp
-    # before its final rounding, and not monotone (near x = -0.45)
-    r, rl = _recip_1p(e, _times_pow2(ml, k))
-    return es, esl, e, r, rl
-
-
-@scalar(inline=True)
 def _x_sigmoid(x, z, zl, xc):
     """x sigmoid(z + zl) rounded about once; ``xc`` is x clamped to a finite
     range (products with e use it, so x = -inf gives -0, not -inf * 0)."""
-    es, esl, _, r, rl = _sig_parts(z, zl)
-    pos = _times(x, r, rl)
+    es, esl, _, r, rl = sig_parts(z, zl)
+    pos = times(x, r, rl)
     neg = prod3(xc, _F0, es, esl, r, rl) * _TWO_M64_32
     return pos if z >= _F0 else neg
 
@@ -220,7 +124,7 @@ def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
     e r (1 + x z' r) below, whose last factor vanishes at the derivative's
     root, where ``near`` (d q(d)) is taken within ``half_width``; elsewhere
     1 + x z' r is carried as a pair."""
-    es, esl, e, r, rl = _sig_parts(z, zl)
+    es, esl, e, r, rl = sig_parts(z, zl)
     xd = xc * dz
     t = xd * e * r
     pos = fma(r, t, r + rl * (_F1 + _F2 * t))
@@ -242,7 +146,7 @@ def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
 def silu(x):
     # x sigmoid(x) = x (r + rl) for x >= 0, rounded to x above 17.3; below,
     # x e (r + rl) = (p + u p + pl) s with p + pl = x (r + rl), rounded once
-    u, s, r, rl = _sig_fast(x, _F0)
+    u, s, r, rl = sig_fast(x, _F0)
     xc = x if x > _LO120 else _LO120  # -inf: -120 * 0 = -0, not -inf * 0
     p = xc * r
     pl = fma(xc, r, -p) + xc * rl
@@ -275,8 +179,8 @@ def tanh_grad(x):
     # 4e is exp(-2|x|) scaled by 2**2, exactly; 0 at +-inf, NaN stays NaN
     ax = abs(x)
     a = ax if ax < _F(80.0) else _F(80.0)
-    es4, e = _exp_neg_scaled(a + a, np.int32(2))
-    r, rl = _recip_1p(e, _F0)
+    es4, e = exp_neg_scaled(a + a, np.int32(2))
+    r, rl = recip_1p(e, _F0)
     r2 = r * r
     r2l = fma(r, r, -r2) + _F2 * (r * rl)
     y = fma(es4, r2, es4 * r2l) * _TWO_M64_32
@@ -286,45 +190,29 @@ def tanh_grad(x):
 # ----------------------------------------------------------------- elu family
 
 
-@scalar(inline=True)
-def _expm1_neg(x):
-    """expm1(x) for x <= 0 (elsewhere garbage: callers select; NaN -> -1:
-    callers restore it): exp_core32's 2^k (1 + u) minus 1 in one fma, 2^k - 1
-    being exact for k >= -24 (below, x < -16.6, the result rounds to -1
-    anyway). u is x itself to first order for |x| < ln2/2 (k = 0), so small
-    results keep their relative accuracy. Every 17th float32: elu within
-    0.86 ulp. Half the cost of ``expm1f`` (no two-sums), which stays for
-    arguments of either sign (celu with a negative alpha)."""
-    xc = x if x > _F(-30.0) else _F(-30.0)  # k >= -44: 2^k is normal
-    k, u = exp_core32(xc, _F0)
-    s = _pow2i(k)
-    y = fma(s, u, s - _F1)
-    return y if x != _F0 else x  # -0 -> -0 (u is +0 there)
-
-
 @scalar
 def elu(x, alpha):
-    y = x if x > _F0 else _F(alpha) * _expm1_neg(x)
+    y = x if x > _F0 else _F(alpha) * expm1_neg(x)
     return y if x == x else x
 
 
 @scalar
 def elu_grad(x, alpha):
-    es, _ = _exp_neg_scaled(-x if x <= _F0 else _F0, np.int32(0))
+    es, _ = exp_neg_scaled(-x if x <= _F0 else _F0, np.int32(0))
     return _F1 if x > _F0 else ((_F(alpha) * es) * _TWO_M64_32 if x <= _F0 else x)
 
 
 @scalar
 def selu(x):
     pos = fma(_SELU_S_HI, x, _SELU_S_LO * x) if x != _F(np.inf) else x
-    m = _expm1_neg(x)
+    m = expm1_neg(x)
     y = pos if x > _F0 else fma(_SELU_SA_HI, m, _SELU_SA_LO * m)
     return y if x == x else x
 
 
 @scalar
 def selu_grad(x):
-    es, _ = _exp_neg_scaled(-x if x <= _F0 else _F0, np.int32(0))
+    es, _ = exp_neg_scaled(-x if x <= _F0 else _F0, np.int32(0))
     neg = fma(_SELU_SA_HI, es, _SELU_SA_LO * es) * _TWO_M64_32
     return _SELU_S_HI if x > _F0 else (neg if x <= _F0 else x)
 
@@ -367,14 +255,6 @@ def _pair_prod(b, x):
 
 
 @scalar(inline=True)
-def _sigmoid_pair(z, zl):
-    """sigmoid(z + zl) rounded about once (NaN z -> NaN)."""
-    es, esl, _, r, rl = _sig_parts(z, zl)
-    neg = fma(es, r, es * rl + esl * r) * _TWO_M64_32
-    return _times(_F1, r, rl) if z >= _F0 else (neg if z < _F0 else z)
-
-
-@scalar(inline=True)
 def _softplus_pair(z, zl):
     """log(1 + exp(z + zl)): log1p(exp(z)) up to z = 16, where
     z + log1p(exp(-z)) takes over (exp(-16) is below half an ulp of 16)."""
@@ -401,7 +281,7 @@ def softplus(x, beta):
 def softplus_grad(x, beta):
     b = _F(beta)
     z, zl = _pair_prod(b, x)
-    return _sigmoid_fast(z, zl)
+    return sigmoid_fast(z, zl)
 
 
 @scalar
@@ -413,7 +293,7 @@ def log_sigmoid(x):
 
 @scalar
 def log_sigmoid_grad(x):
-    return _sigmoid_fast(-x, _F0)  # 1 - sigmoid(x), without the cancellation
+    return sigmoid_fast(-x, _F0)  # 1 - sigmoid(x), without the cancellation
 
 
 # ---------------------------------------------------------------------- mish
@@ -423,12 +303,12 @@ _MISH_ROOT32 = RP.ROOTS32["mish"]
 @scalar(inline=True)
 def _mish_parts(x):
     """(xc, es, e): x clamped to [-160, 20], e = exp(-|xc|) (0 below
-    2**-126) and es = e * 2**64 (see _sig_parts)."""
+    2**-126) and es = e * 2**64 (see sig_parts)."""
     xc = x if x > _LO else _LO
     xc = xc if xc < _F(20.0) else _F(20.0)
     a = -xc if xc >= _F0 else xc
-    k, mh, _ = _exp_m(a, _F0)
-    return xc, _times_pow2(mh, k + _SHIFT64), _times_pow2(mh, k)
+    k, mh, _ = exp_m(a, _F0)
+    return xc, times_pow2(mh, k + _SHIFT64), times_pow2(mh, k)
 
 
 @scalar(inline=True)

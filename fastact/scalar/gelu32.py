@@ -11,7 +11,7 @@ import numpy as np
 from fastact.scalar.eft import two_sum_err
 from fastact.scalar.fma import fma
 from fastact.scalar.formulas import INV_SQRT_2PI
-from fastact.scalar.formulas32 import prod3
+from fastact.scalar.parts32 import prod3
 from fastact.scalar.generated import gelu32_coeffs as G32
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar.registry import scalar
