@@ -1,0 +1,5 @@
+import sys
+
+from fastact.devtools.probes.measure import main
+
+sys.exit(main())

@@ -1,0 +1,8 @@
+"""float32 probes for mish, gelu (erf) and gelu_tanh, forward and backward."""
+
+from __future__ import annotations
+
+
+def probes(c):
+    """[(\"op kind float32\", scalar function, Numba signature)]."""
+    return []
