@@ -116,7 +116,7 @@ def _small(name, f, doc):
     rest = horner([lit(c) for c in coeffs[:1:-1]], "t", fmt=str)
     return [
         "", "", f"# degree {degree}, max relative error {float(err):.2e} (rounded coefficients)",
-        "@scalar(inline=True)", f"def {name}(t):", f'    """{doc}"""',
+        "@scalar", f"def {name}(t):", f'    """{doc}"""',
         f"    return {lit(coeffs[0])}, {lit(coeffs[1])}, {rest}",
     ]
 
@@ -145,7 +145,7 @@ def render():
         "", "",
         f"# M(a) = Phi(-a) exp(a^2/2): {bounds};",
         f"# degree {degree}, max relative errors {errs} (rounded coefficients)",
-        "@scalar(inline=True)",
+        "@scalar",
         "def gelu_mills(v, p1, p2, p3):",
         '    """(c0h, c0l, Q(v)) of the piece selected by p1 (a < 1), p2 (a < 2), p3 (a < 3.5):',
         "    M(a) = c0 + v Q(v), v = a - CENTRE, or M(a) = (c0 + v Q(v))/a, v = 1/a^2 - CENTRE.\"\"\"",
@@ -158,7 +158,7 @@ def render():
     lines.append(f"    return c0h, c0l, {horner(names[:1:-1], 'v', fmt=str)}")
     lines += [
         "", "",
-        "@scalar(inline=True)",
+        "@scalar",
         "def gelu_mills_centre(p1, p2, p3):",
         '    """CENTRE of the selected piece."""',
         f"    return {select([float(p[0]) for p in fitted])}",

@@ -65,7 +65,7 @@ def float32_table(entry):
     r_lo = float(np.float32(float(r - mp.mpf(r_hi))))
     coeffs = ", ".join(f"np.float32({_f32(c)})" for c in table[3:])
     row = f'    "{entry.name}": (np.float32({r_hi!r}), np.float32({r_lo!r}), np.float32({HALF_WIDTH32!r})),'
-    src = ["", "", f"# degree {degree - 1}, float32", "@scalar(inline=True)", f"def {entry.name}_q32(d):",
+    src = ["", "", f"# degree {degree - 1}, float32", "@scalar", f"def {entry.name}_q32(d):",
            f"    return {horner(coeffs.split(', '), 'd', fmt=str)}"]
     return row, src
 

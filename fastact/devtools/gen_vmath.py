@@ -156,7 +156,7 @@ def render_erf():
         "# selected per interval, at v + vl; each as a double-double (the last four",
         "# Horner steps compensated: the terms of R1/S1 grow with the degree, so the",
         "# rounding of the higher steps matters too).",
-        "@scalar(inline=True)",
+        "@scalar",
         "def erf_rational(v, vl, small, mid, near):",
         *num,
         *den,
@@ -197,7 +197,7 @@ def render():
         "from fastact.scalar.registry import scalar",
     ]
     for name, (coeffs, degree) in tables.items():
-        lines += ["", "", f"# degree {degree}", "@scalar(inline=True)", f"def {name.lower()}(x):"]
+        lines += ["", "", f"# degree {degree}", "@scalar", f"def {name.lower()}(x):"]
         poly = horner_fma if name in FMA_TABLES else horner
         lines.append(f"    return {poly(coeffs, 'x')}")
     lines += render_erf()

@@ -18,9 +18,7 @@ need twice the degree there). L is written as ``C + L0 + L1 v + v^2 Q(v)``:
 C is a short constant (a multiple of 2**-8) that joins the exact part of the
 exp argument, and L1 is split into a 12-bit head (exact products with the
 12-bit halves of v) and a float32 tail, so that the large terms of L enter
-the exp argument without rounding. The two tail
-functions are plain ``@scalar`` (compiled once, inlined by LLVM): inlining
-their ~60 selects at Numba's IR level costs seconds of compile time per kernel.
+the exp argument without rounding.
 
 Run: python -m fastact.devtools.gen_vmath32 [--check]
 """
@@ -197,7 +195,7 @@ def _render_polys(polys):
         terms = [lit(c) for c in coeffs[::-1]]
         stmts, rest = estrin(terms[1:], var)
         expr = f"muladd({var}, {rest}, {terms[0]})"
-        lines += ["@scalar(inline=True)", f"def {name}({var}):"] + [f"    {st}" for st in stmts]
+        lines += ["@scalar", f"def {name}({var}):"] + [f"    {st}" for st in stmts]
         lines.append(f"    return {expr}")
     return lines
 

@@ -28,7 +28,7 @@ def split_hi(a):
     return c - (c - a)
 
 
-@scalar(inline=True)
+@scalar
 def dekker_prod_err(a, b, p):
     """``a*b - p`` for float64 ``a``, ``b`` without FMA (Dekker); exact while
     neither the factors' splits overflow nor the partial products underflow."""
@@ -39,7 +39,7 @@ def dekker_prod_err(a, b, p):
     return ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
-@scalar(inline=True)
+@scalar
 def dekker_prod_err32(a, b, p):
     """``a*b - p`` for float32 ``a``, ``b`` without FMA (Dekker, 12-bit splits)."""
     ca = _SPLITTER32 * a
@@ -55,13 +55,13 @@ def _fused_prod_err(a, b, p):
     return fma(a, b, -p)
 
 
-@scalar(inline=True, cpu=lambda: _fused_prod_err if has_fma() else dekker_prod_err)
+@scalar(cpu=lambda: _fused_prod_err if has_fma() else dekker_prod_err)
 def two_prod_err(a, b, p):
     """Exact error ``a*b - p`` of the rounded product ``p = fl(a*b)``."""
     return fma(a, b, -p)
 
 
-@scalar(inline=True, cpu=lambda: _fused_prod_err if has_fma() else dekker_prod_err32)
+@scalar(cpu=lambda: _fused_prod_err if has_fma() else dekker_prod_err32)
 def two_prod_err32(a, b, p):
     """Exact error ``a*b - p`` of ``p = fl(a*b)`` for float32 ``a``, ``b``."""
     return fma(a, b, -p)

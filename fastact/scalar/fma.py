@@ -134,7 +134,7 @@ def _choose_muladd():
     return _fused if has_fma() else _mul_add
 
 
-@scalar(inline=True, cpu=_choose_muladd)
+@scalar(cpu=_choose_muladd)
 def muladd(a, b, c):
     """``a*b + c``, fused where the target has FMA (rounded once or twice)."""
     return fma(a, b, c)

@@ -12,7 +12,11 @@ Conventions that hold for every formula (tested from the catalog):
 * +-inf give the mathematical limits, never ``inf*0`` NaNs;
 * at kinks the derivative follows PyTorch (relu'(0) = 0, ...);
 * comparisons are written so that NaN falls through to an arithmetic branch
-  that propagates it.
+  that propagates it;
+* where a branch is long (an exp, a log1p), both sides are computed and one
+  is selected, with a single return: a return per branch kept the ufunc loop
+  scalar (LLVM does not speculate that much code), e.g. log_sigmoid 7.6 ->
+  4.1 ns/element, gelu_tanh 21 -> 6 (float64, one Zen 4 thread, Dec 2026).
 
 Why the less obvious lines are there is said next to them; the recurring tricks:
 
@@ -78,10 +82,9 @@ def sigmoid(x):
     # 1/(1+exp(-x)) is a chain of monotone roundings (so the result is monotone
     # in x) and exp(-x) <= e^700 cannot overflow; below -700 exp(x)/(1+exp(x))
     # keeps the subnormal results
-    if x >= -700.0:
-        return 1.0 / (1.0 + exp(-x))
-    e = exp(x)
-    return e / (1.0 + e)
+    big = x >= -700.0
+    e = exp(-x if big else x)
+    return (1.0 if big else e) / (1.0 + e)
 
 
 @scalar
@@ -180,14 +183,13 @@ def celu(x, alpha):
 
 @scalar
 def celu_grad(x, alpha):
-    if x > 0.0:
-        return 1.0
     t = x / alpha
-    if t < -1.0 and t > -800.0 and abs(alpha) < 1e290:
-        # exp magnifies the rounding of x/alpha by |t|: add the exact remainder
-        r = (x - t * alpha - two_prod_err(t, alpha, t * alpha)) / alpha
-        return exp(t) * (1.0 + r)
-    return exp(t)
+    # exp magnifies the rounding of x/alpha by |t|: add the exact remainder
+    carry = (t < -1.0) & (t > -800.0) & (abs(alpha) < 1e290)
+    r = (x - t * alpha - two_prod_err(t, alpha, t * alpha)) / alpha
+    e = exp(t)
+    y = e * (1.0 + r) if carry else e
+    return 1.0 if x > 0.0 else y
 
 
 @scalar
@@ -219,14 +221,11 @@ def softplus(x, beta):
 @scalar
 def softplus_grad(x, beta):
     z = beta * x
-    if abs(z) < 800.0 and abs(x) < 1e290 and abs(beta) < 1e290:
-        zl = two_prod_err(beta, x, z)
-    else:
-        zl = 0.0
-    if z > 0.0:
-        return 1.0 / (1.0 + exp(-z) * (1.0 - zl))
-    e = exp(z) * (1.0 + zl)
-    return e / (1.0 + e)
+    finite = abs(z) < 800.0 and abs(x) < 1e290 and abs(beta) < 1e290
+    zl = two_prod_err(beta, x, z) if finite else 0.0
+    pos = z > 0.0
+    e = exp(-z if pos else z) * (1.0 - zl if pos else 1.0 + zl)
+    return (1.0 if pos else e) / (1.0 + e)
 
 
 @scalar
@@ -237,17 +236,17 @@ def softplus_grad_y(y, beta):
 
 @scalar
 def log_sigmoid(x):
-    if x > -36.0:
-        return -log1p(exp(-x))  # monotone chain; exp(-x) <= e^36
-    return x - log1p(exp(x))
+    # -log1p(exp(-x)) above -36 (a monotone chain; exp(-x) <= e^36)
+    up = x > -36.0
+    lp = log1p(exp(-x if up else x))
+    return -lp if up else x - lp
 
 
 @scalar
 def log_sigmoid_grad(x):
-    if x >= 0.0:
-        e = exp(-x)
-        return e / (1.0 + e)
-    return 1.0 / (1.0 + exp(x))
+    pos = x >= 0.0
+    e = exp(-x if pos else x)
+    return (e if pos else 1.0) / (1.0 + e)
 
 
 # ---------------------------------------------------------------------- silu
@@ -255,29 +254,24 @@ def log_sigmoid_grad(x):
 
 @scalar
 def silu(x):
-    if x >= 0.0:
-        return x / (1.0 + exp(-x))
-    if x >= -700.0:
-        e = exp(x)
-        return x * e / (1.0 + e)
-    return mul_exp(x, x)  # 1+e == 1 here; also -inf -> -0 and NaN -> NaN
+    pos = x >= 0.0
+    e = exp(-x if pos else x)
+    y = (x if pos else x * e) / (1.0 + e)
+    # below -700, 1+e == 1; also -inf -> -0 and NaN -> NaN
+    return y if x >= -700.0 else mul_exp(x, x)
 
 
 @scalar
 def silu_grad(x):
     # s * (1 + x*(1-s))
-    if near_root(x, SILU_ROOT):
-        d = root_d(x, SILU_ROOT)
-        return d * RP.silu_q(d)
-    if x >= 0.0:
-        e = exp(-x)
-        if e == 0.0:
-            return 1.0  # x*e would be inf*0 at +inf
-        return (1.0 + x * e / (1.0 + e)) / (1.0 + e)
-    if x >= -700.0:
-        e = exp(x)
-        return e * ((1.0 + x) + e) / ((1.0 + e) * (1.0 + e))
-    return mul_exp(1.0 + x, x)
+    pos = x >= 0.0
+    e = exp(-x if pos else x)
+    a = (1.0 + x * e / (1.0 + e)) / (1.0 + e)
+    a = 1.0 if e == 0.0 else a  # x*e would be inf*0 at +inf
+    b = e * ((1.0 + x) + e) / ((1.0 + e) * (1.0 + e))
+    y = a if pos else (b if x >= -700.0 else mul_exp(1.0 + x, x))
+    d = root_d(x, SILU_ROOT)
+    return d * RP.silu_q(d) if near_root(x, SILU_ROOT) else y
 
 
 # ---------------------------------------------------------------------- mish
@@ -287,36 +281,30 @@ def silu_grad(x):
 def mish(x):
     # tanh(softplus(x)) = n/(n+2), n = e*(e+2), e = exp(x); with e = exp(-x)
     # for x >= 0 it is (1+2e)/(1+2e+2e^2): no overflow, no log/tanh calls
-    if x >= 0.0:
-        e = exp(-x)
-        return x * (1.0 + 2.0 * e) / (1.0 + 2.0 * e * (1.0 + e))
-    if x >= -700.0:
-        e = exp(x)
-        n = e * (e + 2.0)
-        return x * n / (n + 2.0)
-    return mul_exp(x, x)
+    pos = x >= 0.0
+    e = exp(-x if pos else x)
+    a = x * (1.0 + 2.0 * e) / (1.0 + 2.0 * e * (1.0 + e))
+    n = e * (e + 2.0)
+    b = x * n / (n + 2.0)
+    return a if pos else (b if x >= -700.0 else mul_exp(x, x))
 
 
 @scalar
 def mish_grad(x):
     # tanh(sp) + x * sech(sp)^2 * sigmoid(x), sp = softplus(x)
-    if near_root(x, MISH_ROOT):
-        d = root_d(x, MISH_ROOT)
-        return d * RP.mish_q(d)
-    if x >= 0.0:
-        e = exp(-x)
-        if e == 0.0:
-            return 1.0
-        q = 1.0 + 2.0 * e * (1.0 + e)
-        return (1.0 + 2.0 * e) / q + 4.0 * ((x * e) * e) * (1.0 + e) / (q * q)
-    if x >= -700.0:
-        e = exp(x)
-        d = e * (e + 2.0) + 2.0
-        # e*((e+2)d + 4x(1+e)) / d^2, the bracket expanded in powers of e so the
-        # exact 4(1+x) carries the cancellation instead of two rounded products
-        b = 4.0 * (1.0 + x) + e * ((6.0 + 4.0 * x) + e * (4.0 + e))
-        return e * b / (d * d)
-    return mul_exp(1.0 + x, x)
+    pos = x >= 0.0
+    e = exp(-x if pos else x)
+    q = 1.0 + 2.0 * e * (1.0 + e)
+    a = (1.0 + 2.0 * e) / q + 4.0 * ((x * e) * e) * (1.0 + e) / (q * q)
+    a = 1.0 if e == 0.0 else a
+    d = e * (e + 2.0) + 2.0
+    # e*((e+2)d + 4x(1+e)) / d^2, the bracket expanded in powers of e so the
+    # exact 4(1+x) carries the cancellation instead of two rounded products
+    b = 4.0 * (1.0 + x) + e * ((6.0 + 4.0 * x) + e * (4.0 + e))
+    b = e * b / (d * d)
+    y = a if pos else (b if x >= -700.0 else mul_exp(1.0 + x, x))
+    r = root_d(x, MISH_ROOT)
+    return r * RP.mish_q(r) if near_root(x, MISH_ROOT) else y
 
 
 # ---------------------------------------------------------------------- gelu
@@ -343,19 +331,13 @@ def gelu(x):
     # x * Phi(x) = (x/2) erfc(-x/sqrt2)
     t, tl = _x_over_sqrt2(-x)
     y = mul_erfc_dd(0.5 * x, t, tl)  # 2 * (x/2) = x for x > 8.5
-    if x >= -40.0:
-        return y
-    if x < -40.0:
-        return -0.0  # |x Phi(x)| < 2**-1075
-    return x
+    y = -0.0 if x < -40.0 else y  # |x Phi(x)| < 2**-1075
+    return y if x == x else x
 
 
 @scalar
 def gelu_grad(x):
     # Phi(x) + x * phi(x)
-    if near_root(x, GELU_ROOT):
-        d = root_d(x, GELU_ROOT)
-        return d * RP.gelu_q(d)
     t, tl = _x_over_sqrt2(-x)
     # x phi(x) = x/sqrt(2 pi) * exp(-x^2/2), x^2 and 1/sqrt(2 pi) as double-doubles
     x2 = x * x
@@ -363,13 +345,10 @@ def gelu_grad(x):
     p = x * INV_SQRT_2PI
     pl = two_prod_err(x, INV_SQRT_2PI, p) + x * INV_SQRT_2PI_LO
     g = mul_erfc_dd(0.5, t, tl) + mul_exp_dd(p, pl, -0.5 * x2, -0.5 * x2l)
-    if x > 40.0:
-        return 1.0
-    if x >= -40.0:
-        return g
-    if x < -40.0:
-        return -0.0  # |Phi(x) + x phi(x)| < 2**-1075
-    return x
+    g = 1.0 if x > 40.0 else (-0.0 if x < -40.0 else g)  # |Phi(x) + x phi(x)| < 2**-1075 below
+    d = root_d(x, GELU_ROOT)
+    g = d * RP.gelu_q(d) if near_root(x, GELU_ROOT) else g
+    return g if x == x else x
 
 
 # ----------------------------------------------------------------- gelu tanh
@@ -397,37 +376,32 @@ def _gelu_tanh_z(x):
 
 @scalar
 def gelu_tanh(x):
-    # 0.5*x*(1+tanh(u)) = x*sigmoid(2u), 2u = z
-    if x > 30.0:
-        return x
-    if x < -30.0:
-        return -0.0
-    if x != x:
-        return x
-    z, zl = _gelu_tanh_z(x)
-    if x >= 0.0:
-        return x / (1.0 + exp(-z) * (1.0 - zl))
-    e = exp(z)
-    return mul_exp(x * (1.0 + zl), z) / (1.0 + e)
+    # 0.5*x*(1+tanh(u)) = x*sigmoid(2u), 2u = z; each side computed on x
+    # clamped to [-30, 30], one selected (see the module docstring)
+    xc = min(max(x, -30.0), 30.0) if x == x else 0.0
+    z, zl = _gelu_tanh_z(xc)
+    zn = min(z, 0.0)  # each side's exp sees a non-positive argument
+    pos = xc / (1.0 + exp(-max(z, 0.0)) * (1.0 - zl))
+    neg = mul_exp(xc * (1.0 + zl), zn) / (1.0 + exp(zn))
+    y = pos if xc >= 0.0 else neg
+    y = x if x > 30.0 else (-0.0 if x < -30.0 else y)
+    return y if x == x else x
 
 
 @scalar
 def gelu_tanh_grad(x):
-    # sigmoid(z) + x z' sigmoid(z) (1 - sigmoid(z)), z' = 2c(1 + 3k x^2)
-    if near_root(x, GELU_TANH_ROOT):
-        d = root_d(x, GELU_TANH_ROOT)
-        return d * RP.gelu_tanh_q(d)
-    if x > 30.0:
-        return 1.0
-    if x < -30.0:
-        return -0.0
-    if x != x:
-        return x
-    z, zl = _gelu_tanh_z(x)
-    dz = GT_C2_HI * (1.0 + 3.0 * GT_K_HI * x * x)
-    if x >= 0.0:
-        e = exp(-z) * (1.0 - zl)
-        return (1.0 + x * dz * e / (1.0 + e)) / (1.0 + e)
-    e = exp(z)
-    ope = 1.0 + e
-    return mul_exp((1.0 + zl) * (1.0 + x * dz / ope) / ope, z)
+    # sigmoid(z) + x z' sigmoid(z) (1 - sigmoid(z)), z' = 2c(1 + 3k x^2);
+    # selects, as gelu_tanh
+    xc = min(max(x, -30.0), 30.0) if x == x else 0.0
+    z, zl = _gelu_tanh_z(xc)
+    dz = GT_C2_HI * (1.0 + 3.0 * GT_K_HI * xc * xc)
+    zn = min(z, 0.0)
+    ep = exp(-max(z, 0.0)) * (1.0 - zl)
+    pos = (1.0 + xc * dz * ep / (1.0 + ep)) / (1.0 + ep)
+    ope = 1.0 + exp(zn)
+    neg = mul_exp((1.0 + zl) * (1.0 + xc * dz / ope) / ope, zn)
+    y = pos if xc >= 0.0 else neg
+    d = root_d(xc, GELU_TANH_ROOT)
+    y = d * RP.gelu_tanh_q(d) if near_root(xc, GELU_TANH_ROOT) else y
+    y = 1.0 if x > 30.0 else (-0.0 if x < -30.0 else y)
+    return y if x == x else x

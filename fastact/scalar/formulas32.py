@@ -107,7 +107,7 @@ def sigmoid_grad(x):
     return y if x == x else x
 
 
-@scalar(inline=True)
+@scalar
 def _x_sigmoid(x, z, zl, xc):
     """x sigmoid(z + zl) rounded about once; ``xc`` is x clamped to a finite
     range (products with e use it, so x = -inf gives -0, not -inf * 0)."""
@@ -117,7 +117,7 @@ def _x_sigmoid(x, z, zl, xc):
     return pos if z >= _F0 else neg
 
 
-@scalar(inline=True)
+@scalar
 def _x_sigmoid_grad(x, xc, dz, dzl, z, zl, d, near, half_width):
     """sigmoid(z) (1 + x z' (1 - sigmoid(z))), z' = dz + dzl, for z = z(x) with
     z(0) = 0 and z increasing: r (1 + t) with t = x z' e r for z >= 0;
@@ -246,7 +246,7 @@ def celu_grad(x, alpha):
 # ----------------------------------------------------------- softplus family
 
 
-@scalar(inline=True)
+@scalar
 def _pair_prod(b, x):
     """(z, zl): b x as a pair (zl = 0 where the product is not finite)."""
     z = b * x
@@ -254,7 +254,7 @@ def _pair_prod(b, x):
     return z, (zl if zl == zl else _F0)
 
 
-@scalar(inline=True)
+@scalar
 def _softplus_pair(z, zl):
     """log(1 + exp(z + zl)): log1p(exp(z)) up to z = 16, where
     z + log1p(exp(-z)) takes over (exp(-16) is below half an ulp of 16)."""
@@ -300,7 +300,7 @@ def log_sigmoid_grad(x):
 _MISH_ROOT32 = RP.ROOTS32["mish"]
 
 
-@scalar(inline=True)
+@scalar
 def _mish_parts(x):
     """(xc, es, e): x clamped to [-160, 20], e = exp(-|xc|) (0 below
     2**-126) and es = e * 2**64 (see sig_parts)."""
@@ -311,7 +311,7 @@ def _mish_parts(x):
     return xc, times_pow2(mh, k + _SHIFT64), times_pow2(mh, k)
 
 
-@scalar(inline=True)
+@scalar
 def _ratio(nh, nl, dh, dl):
     """(q, ql): (nh + nl)/(dh + dl) = q + ql to ~2**-44, one division."""
     r = _F1 / dh
@@ -320,7 +320,7 @@ def _ratio(nh, nl, dh, dl):
     return q, rem * r
 
 
-@scalar(inline=True)
+@scalar
 def _mish_pos_den(e):
     """(nh, nl, dh, dl): 1 + 2e and 1 + 2e + 2e^2 as pairs (e in [0, 1])."""
     e2 = e + e
@@ -332,7 +332,7 @@ def _mish_pos_den(e):
     return nh, nl, dh, dl
 
 
-@scalar(inline=True)
+@scalar
 def _mish_neg_den(es, e):
     """(ns, nsl, dh, dl): n = e (e + 2) (times 2**64 like es) and n + 2, pairs."""
     u = _F2 + e
@@ -399,7 +399,7 @@ _GT_K_LO = _F(GT_K_HI - float(_GT_K_HI))
 _GT_ROOT32 = RP.ROOTS32["gelu_tanh"]
 
 
-@scalar(inline=True)
+@scalar
 def _gelu_tanh_z(xc):
     """(z, zl, a, al): z + zl = 2 sqrt(2/pi) x (1 + 0.044715 x^2) to ~2**-40
     relative (exp(-|z|) magnifies z's error by |z|), a + al = 0.044715 x^2."""

@@ -37,7 +37,7 @@ _PHI0_LO = _F(INV_SQRT_2PI - float(_PHI0_HI))
 _A_MAX = _F(15.0)  # exp(-a^2/2) M(a) a rounds to 0 beyond
 
 
-@scalar(inline=True)
+@scalar
 def _gelu_tail(x):
     """(ac, k, eh, el, mh, ml): a = |x| clamped to [0.5, 15], exp(-a^2/2) =
     2^k (eh + el), M(a) = mh + ml, both to ~2**-28."""

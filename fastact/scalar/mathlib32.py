@@ -10,31 +10,31 @@ from fastact.scalar.registry import scalar
 from fastact.scalar.vmath32 import verfcf, verff, vexpf, vexpm1f, vlog1pf, vtanhf
 
 
-@scalar(inline=True)
+@scalar
 def expf(x):
     return vexpf(x)
 
 
-@scalar(inline=True)
+@scalar
 def expm1f(x):
     return vexpm1f(x)
 
 
-@scalar(inline=True)
+@scalar
 def log1pf(x):
     return vlog1pf(x)
 
 
-@scalar(inline=True)
+@scalar
 def tanhf(x):
     return vtanhf(x)
 
 
-@scalar(inline=True)
+@scalar
 def erff(x):
     return verff(x)
 
 
-@scalar(inline=True)
+@scalar
 def erfcf(x):
     return verfcf(x)

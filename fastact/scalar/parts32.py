@@ -24,7 +24,7 @@ _LO = _F(-160.0)  # exp's argument clamp below: every result there is 0 anyway
 _LO120 = _F(-120.0)  # exp(-120) 2**64 is normal; sigmoid(x), x sigmoid(x) are 0 below -110
 
 
-@scalar(inline=True)
+@scalar
 def exp_neg_scaled(ax, shift):
     """(es, e): es = exp(-ax) * 2**(64 + shift) (normal down to ax = 150 - shift),
     e = exp(-ax) (0 below 2**-126), for ax >= 0 or NaN (NaN -> garbage:
@@ -35,7 +35,7 @@ def exp_neg_scaled(ax, shift):
     return scale_fast(u, k + _SHIFT64 + shift), scale_fast(u, k)
 
 
-@scalar(inline=True)
+@scalar
 def exp_m(a, al):
     """(k, mh, ml): exp(a + al) = 2^k (mh + ml) to ~2**-30 (exp_parts carries
     the reduction's and the argument's rounding), for finite a in [-160, 89].
@@ -47,7 +47,7 @@ def exp_m(a, al):
     return k, mh, tl - (mh - th)
 
 
-@scalar(inline=True)
+@scalar
 def times_pow2(m, k):
     """m 2^k, exact for normal results; 0 for k < -126 (callers use it for
     factors that only enter 1 + e, or with k shifted by 64)."""
@@ -55,7 +55,7 @@ def times_pow2(m, k):
     return m * _pow2i(kc)  # _pow2i(-127) has all-zero bits: 0.0
 
 
-@scalar(inline=True)
+@scalar
 def recip_1p(e, el):
     """(r, rl): 1/(1 + e + el) = r + rl to ~2**-44 relative, for 0 <= e <= 1
     and a small el (the rounding error of e, or 0)."""
@@ -66,13 +66,13 @@ def recip_1p(e, el):
     return r, r * rho
 
 
-@scalar(inline=True)
+@scalar
 def times(a, r, rl):
     """a * (r + rl) rounded once (to ~2**-44)."""
     return fma(a, r, a * rl)
 
 
-@scalar(inline=True)
+@scalar
 def prod3(a, al, b, bl, r, rl):
     """(a + al) (b + bl) (r + rl) with the rounding of a*b carried: rounded
     about once."""
@@ -81,7 +81,7 @@ def prod3(a, al, b, bl, r, rl):
     return fma(p, r, p * rl + pl * r)
 
 
-@scalar(inline=True)
+@scalar
 def sig_fast(x, xl):
     """(u, s, r, rl) for sigmoid(x + xl), xl a low part (the rounding of an
     argument like beta x, or 0): exp(-|x + xl|) 2**64 = (1 + u) s with s a
@@ -102,7 +102,7 @@ def sig_fast(x, xl):
     return u, s, r, rl
 
 
-@scalar(inline=True)
+@scalar
 def sigmoid_fast(x, xl):
     """sigmoid(x + xl): r + rl for x >= 0; e (r + rl) = (r + u r + rl) s
     below, rounded once before the exact 2**-64 scaling (once more only into
@@ -114,7 +114,7 @@ def sigmoid_fast(x, xl):
     return y if x == x else x
 
 
-@scalar(inline=True)
+@scalar
 def sig_parts(z, zl):
     """(es, esl, e, r, rl) for sigmoid(z + zl): e = exp(-|z + zl|) (0 below
     2**-126: it only enters 1 + e), es + esl = e * 2**64 (normal down to z = -150,
@@ -136,7 +136,7 @@ def sig_parts(z, zl):
     return es, esl, e, r, rl
 
 
-@scalar(inline=True)
+@scalar
 def sigmoid_pair(z, zl):
     """sigmoid(z + zl) rounded about once (NaN z -> NaN)."""
     es, esl, _, r, rl = sig_parts(z, zl)
@@ -144,7 +144,7 @@ def sigmoid_pair(z, zl):
     return times(_F1, r, rl) if z >= _F0 else (neg if z < _F0 else z)
 
 
-@scalar(inline=True)
+@scalar
 def expm1_neg(x):
     """expm1(x) for x <= 0 (elsewhere garbage: callers select; NaN -> -1:
     callers restore it): exp_core32's 2^k (1 + u) minus 1 in one fma, 2^k - 1

@@ -144,7 +144,7 @@ def softsign_grad(x):
 # -------------------------------------------------------------- hard sigmoid
 
 
-@scalar(inline=True)
+@scalar
 def _div6(t):
     """t / 6 by a product and one FMA correction, without a division.
 

@@ -84,7 +84,7 @@ _BIAS64 = 191  # 64 + 127: terms of the reference's row scaled by 2**64
 _INV_LN2 = 1.4426950408889634
 
 
-@scalar(inline=True)
+@scalar
 def exp_diff(x, m):
     """exp(x - m) for float32 x <= m (m finite, x may be -inf), in float32:
     the rounding error of x - m is exact (two-sum) and carried to first order,
@@ -169,13 +169,13 @@ def max_term32(m, direct, bias):
     return math.exp(np.float64(m) if direct else 0.0) * 2.0 ** (np.int64(bias) - 127)
 
 
-@scalar(inline=True)
+@scalar
 def _pow2_biased(k, bias):
     """2^(k + bias - 127) from its bits (k + bias in [1, 254])."""
     return _bits_f32(np.int32(np.int32(k + bias) << np.int32(23)))
 
 
-@scalar(inline=True)
+@scalar
 def _scaled_term(k, u, bias):
     """(s, e, err): s = 2^(k + bias - 127); e + err = (1 + u) s exactly, e
     rounded (s - e is exact and so is the fma's result, the rounding error
@@ -185,7 +185,7 @@ def _scaled_term(k, u, bias):
     return s, e, fma(u, s, s - e)
 
 
-# The per-entry steps below are separate (not inlined at Numba's level) so
+# The per-entry steps below are separate functions so
 # that they compile without the ``reassoc`` flag of the summing loops that
 # call them: LLVM inlines them later, each instruction keeping its own flags.
 
@@ -350,7 +350,7 @@ _SHIFT64 = 6755399441055744.0  # 1.5 * 2**52
 _LN2 = 0.6931471805599453
 
 
-@scalar(inline=True)
+@scalar
 def mul_exp_rows64(s, y):
     """s exp(y) to 2**-39.8 relative (1.06e-12) for float64 y in [-600, 600]
     (from a float32) and |s| in [2**-140, 2**140]: a degree-8 polynomial in

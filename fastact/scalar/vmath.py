@@ -143,12 +143,8 @@ def vlog1p(x):
     hfsq = 0.5 * f * f
     t = s * (hfsq + z * log_q(z))
     y = e * _LN2_HI - ((hfsq - (t + (e * _LN2_LO + c))) - f)
-    if x == -1.0:
-        return -np.inf
-    if x < -1.0:
-        return np.nan
-    if x == np.inf:
-        return x
+    y = -np.inf if x == -1.0 else (np.nan if x < -1.0 else y)
+    y = x if x == np.inf else y
     return y if x == x else x
 
 
@@ -161,9 +157,8 @@ def vtanh(x):
     z = x * x
     small = x + x * z * tanh_p(z)
     t = 1.0 - 2.0 * e / (1.0 + e)
-    if ax < 0.55:
-        return small
-    return t if x >= 0.0 else (-t if x < 0.0 else x)
+    big = t if x >= 0.0 else (-t if x < 0.0 else x)
+    return small if ax < 0.55 else big
 
 
 # ------------------------------------------------- exp in double-double
@@ -274,9 +269,9 @@ def verf(x):
     r = x8 * q
     small = (x8 + (r + (_fma(x8, q, -r) + x8 * qe))) * 0.125
     y = _ERX + (q + qe) if ax < 1.25 else (1.0 - tail if ax < 6.0 else 1.0)
-    if ax < 0.84375:
-        return small if x != 0.0 else x  # -0 stays -0
-    return y if x > 0.0 else (-y if x < 0.0 else x)
+    small = small if x != 0.0 else x  # -0 stays -0
+    big = y if x > 0.0 else (-y if x < 0.0 else x)
+    return small if ax < 0.84375 else big
 
 
 @scalar
@@ -305,9 +300,8 @@ def vmul_erfc_dd(sc, x, xl):
     y = m + (_fma(sc, v, -m) + sc * vl)
     sc2 = 2.0 * sc
     big = tail if pos else (sc2 - tail if x > -6.0 else sc2)
-    if ax < 1.25:
-        return y
-    return big if x == x else x
+    big = big if x == x else x
+    return y if ax < 1.25 else big
 
 
 @scalar

@@ -89,13 +89,13 @@ _TWO_M24 = _F(5.9604644775390625e-08)
 _bits_f32, _f32_bits = bitcasts(32)
 
 
-@scalar(inline=True)
+@scalar
 def _pow2i(k):
     """2**k for an int32 k in [-126, 127], from its bits."""
     return _bits_f32(np.int32((k + np.int32(127)) << np.int32(23)))
 
 
-@scalar(inline=True)
+@scalar
 def _scale(m, k):
     """m * 2**k for int32 k in [-252, 254], rounded once: two normal factors
     keep subnormal results from being rounded twice, overflow goes to inf."""
@@ -103,7 +103,7 @@ def _scale(m, k):
     return (m * _pow2i(k1)) * _pow2i(np.int32(k - k1))
 
 
-@scalar(inline=True)
+@scalar
 def _exp_pair(rh, rl):
     """(th, tl): exp(rh + rl) = th + tl to ~2**-30 relative, th + tl in [0.7, 1.42].
 
@@ -115,7 +115,7 @@ def _exp_pair(rh, rl):
     return th, fma(rl, th + u, u)
 
 
-@scalar(inline=True)
+@scalar
 def exp_parts(x, xl):
     """(k, th, tl): exp(x + xl) = 2^k (th + tl) to ~2**-30 relative, th + tl
     in [0.7, 1.42], k an int32, for finite x in [-160, 89] (callers clamp)
@@ -132,7 +132,7 @@ def exp_parts(x, xl):
     return np.int32(k), th, tl
 
 
-@scalar(inline=True)
+@scalar
 def exp_scaled(x, shift):
     """exp(x) * 2**shift rounded once (int32 ``shift``; subnormal results
     round once too), for finite x in [-160, 89]: where exp(x) alone would be
@@ -142,7 +142,7 @@ def exp_scaled(x, shift):
     return _scale(th + tl, np.int32(k + shift))
 
 
-@scalar(inline=True)
+@scalar
 def exp_fast_parts(x, xl):
     """(k, u): exp(x + xl) = 2^k (1 + u), u = expm1(r) rounded once, for
     finite x in [-160, 89] (callers clamp) and a small xl: the cheap core of
@@ -165,7 +165,7 @@ _LN2F_1 = _F(0.693145751953125)  # 16 significant bits
 _LN2F_2 = _F(math.log(2.0) - 0.693145751953125)  # the rest, rounded
 
 
-@scalar(inline=True)
+@scalar
 def _reduce32(x):
     """(k, r, rl): x = k ln2 + r + rl, r + rl exact to 2**-36 for |k| <= 232."""
     k = fma(x, _INV_LN2F, _SHIFTF) - _SHIFTF
@@ -174,7 +174,7 @@ def _reduce32(x):
     return k, r, fma(-k, _LN2F_2, t - r)  # t - r is exact
 
 
-@scalar(inline=True)
+@scalar
 def exp_core32(x, xl):
     """(k, u): exp(x + xl) = 2^k (1 + u) to 2**-24.96 relative (measured over
     [-128, 88] with |xl| <= ulp(x) / 2; u's own rounding is most of it), for
@@ -188,7 +188,7 @@ def exp_core32(x, xl):
     return np.int32(k), r + (q + fma(rl, r + q, rl))
 
 
-@scalar(inline=True)
+@scalar
 def scale_fast(u, k):
     """2^k (1 + u) rounded once for normal results; 0 below 2**-126 (no
     subnormals: callers that need them scale by 2**64 first), inf above."""
@@ -206,7 +206,7 @@ def vexpf(x):
     return y if x == x else x
 
 
-@scalar(inline=True)
+@scalar
 def _expm1_parts(x):
     """(k, r, hh, lo, rl) for finite x in [-17.5, 89]: x = k ln2 + r + rl
     and expm1(r) = r + hh + lo to ~2**-30 relative, |r| <= 0.3466.
@@ -256,7 +256,7 @@ def vexpm1f(x):
     return y if abs(x) >= _F(2.9802322387695312e-08) else x
 
 
-@scalar(inline=True)
+@scalar
 def _log1p_core(x, xs):
     """log1p(x) for finite x > -1, from u = 1 + x; xs is x or, in lanes whose
     result the caller replaces, a substitute that keeps the correction finite."""

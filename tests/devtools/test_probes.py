@@ -65,7 +65,7 @@ def test_the_accuracy_check_flags_a_broken_probe(built):
 def test_run_reports_each_field():
     res = P.run(size=1 << 14, repeat=2, step=COARSE, only={"silu"})
     assert {(r["op"], r["kind"], r["dtype"]) for r in res} == {
-        ("silu", "forward", "float32"), ("silu", "forward", "float64")}
+        ("silu", kind, dt) for kind in ("forward", "backward") for dt in ("float32", "float64")}
     for r in res:
         assert r["probe_ns"] > 0 and r["fastact_ns"] > 0 and r["roof_ns"] > 0
         assert r["probe_meets_bound"] == (r["probe_n_over"] == 0)

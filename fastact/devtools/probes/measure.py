@@ -109,19 +109,47 @@ def _accuracy_mpmath(key, probe, nin, every=2):
     return float(errs.max()), int((errs > bound).sum()) + len(failures)
 
 
+def _two_prod(a, b):
+    """(p, e): a*b = p + e exactly (float64, Dekker's product)."""
+    p = a * b
+    ca = 134217729.0 * a
+    ah = ca - (ca - a)
+    cb = 134217729.0 * b
+    bh = cb - (cb - b)
+    al, bl = a - ah, b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _row_sums_dd(parts):
+    """Per row (hi, lo): hi + lo is the exact sum of the row's float64 parts to 2^-106 (fsum)."""
+    import math
+
+    hi = np.array([math.fsum(r) for r in parts])
+    lo = np.array([math.fsum(np.append(r, -h)) for r, h in zip(parts, hi)])
+    return hi[:, None], lo[:, None]
+
+
 def _accuracy_rows(key, probe, nin):
     """Max ulp error of the row probe on random rows, against the row formula
-    in float64 (float32 probes) or 80-bit long double (float64 probes)."""
+    in 80-bit long double (both dtypes), kept exact where long double alone
+    loses a dominant entry's tiny result: log_softmax's log(s) as log(k) +
+    log1p(rest / k) (rest: the entries below the max, k: the max's count),
+    softmax.backward's S = sum g y as an exact double-double (two-prods,
+    fsum), so that g - S keeps its digits where it cancels."""
     op, kind, dt = key
     dtype = np.dtype(dt)
     rng = np.random.default_rng(2)
     x = (rng.standard_normal((2048, ROW_LEN)) * rng.uniform(0.1, 30, (2048, 1))).astype(dtype)
-    wide = np.longdouble  # 64-bit significand (x86): the reference for both dtypes
+    wide = np.longdouble  # 64-bit significand (x86)
     xw = x.astype(wide)
     m = xw.max(-1, keepdims=True)
     e = np.exp(xw - m)
-    s = e.sum(-1, keepdims=True)
-    y_ref = e / s if op == "softmax" else (xw - m) - np.log(s)
+    if op == "softmax":
+        y_ref = e / e.sum(-1, keepdims=True)
+    else:
+        k = (xw == m).sum(-1, keepdims=True).astype(wide)
+        rest = np.where(xw < m, e, 0).sum(-1, keepdims=True)
+        y_ref = (xw - m) - (np.log(k) + np.log1p(rest / k))
     if kind == "forward":
         got = np.empty_like(x)
         probe(x, got)
@@ -133,9 +161,12 @@ def _accuracy_rows(key, probe, nin):
         probe(g, y, got)
         gw, yw = g.astype(wide), y.astype(wide)
         if op == "softmax":
-            ref = yw * (gw - (gw * yw).sum(-1, keepdims=True))
+            p, pe = _two_prod(g.astype(F64), y.astype(F64))
+            sh, sl = _row_sums_dd(np.concatenate([p, pe], axis=1))
+            ref = yw * ((gw - sh.astype(wide)) - sl.astype(wide))
         else:
-            ref = gw - np.exp(yw) * gw.sum(-1, keepdims=True)
+            sh, sl = _row_sums_dd(g.astype(F64))
+            ref = gw - np.exp(yw) * (sh.astype(wide) + sl.astype(wide))
     if dt == "float32":
         err = np.abs(got.astype(F64) - ref) / _ulp32(ref)
     else:

@@ -12,14 +12,14 @@ SMALL = np.float32(0.25)  # x^2 below this: gelu_small_p / gelu_small_s
 
 
 # degree 4, max relative error 1.49e-09 (rounded coefficients)
-@scalar(inline=True)
+@scalar
 def gelu_small_p(t):
     """(c0h, c0l, Q(t)): Phi(x) = 1/2 + x (c0 + t Q(t)), t = x^2 < SMALL."""
     return np.float32(0.3989423), np.float32(-1.135241e-08), muladd(t, muladd(t, muladd(t, np.float32(0.00010969741), np.float32(-0.0011860846)), np.float32(0.009973447)), np.float32(-0.066490375))
 
 
 # degree 4, max relative error 3.94e-09 (rounded coefficients)
-@scalar(inline=True)
+@scalar
 def gelu_small_s(t):
     """(c0h, c0l, Q(t)): gelu'(x) = 1/2 + x (c0 + t Q(t)), t = x^2 < SMALL."""
     return np.float32(0.7978846), np.float32(-2.287571e-08), muladd(t, muladd(t, muladd(t, np.float32(0.001085824), np.float32(-0.009483796)), np.float32(0.059840024)), np.float32(-0.26596147))
@@ -27,7 +27,7 @@ def gelu_small_s(t):
 
 # M(a) = Phi(-a) exp(a^2/2): [0.5, 1) in a; [1, 2) in a; [2, 3.5) in a; [3.5, 15) in w = 1/a^2;
 # degree 8, max relative errors 5.26e-09, 2.81e-09, 4.30e-09, 1.47e-09 (rounded coefficients)
-@scalar(inline=True)
+@scalar
 def gelu_mills(v, p1, p2, p3):
     """(c0h, c0l, Q(v)) of the piece selected by p1 (a < 1), p2 (a < 2), p3 (a < 3.5):
     M(a) = c0 + v Q(v), v = a - CENTRE, or M(a) = (c0 + v Q(v))/a, v = 1/a^2 - CENTRE."""
@@ -44,7 +44,7 @@ def gelu_mills(v, p1, p2, p3):
     return c0h, c0l, muladd(v, muladd(v, muladd(v, muladd(v, muladd(v, muladd(v, muladd(v, c8, c7), c6), c5), c4), c3), c2), c1)
 
 
-@scalar(inline=True)
+@scalar
 def gelu_mills_centre(p1, p2, p3):
     """CENTRE of the selected piece."""
     return np.float32(0.75) if p1 else (np.float32(1.5) if p2 else (np.float32(2.75) if p3 else np.float32(0.043038547)))

@@ -33,7 +33,7 @@ def silu_q(d):
 
 
 # degree 6, float32
-@scalar(inline=True)
+@scalar
 def silu_q32(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(0.0007940232171677053), np.float32(0.0001466864487156272)), np.float32(-0.006606448441743851)), np.float32(-0.015223279595375061)), np.float32(0.018874812871217728)), np.float32(0.1466488093137741)), np.float32(0.2178117036819458))
 
@@ -45,7 +45,7 @@ def mish_q(d):
 
 
 # degree 8, float32
-@scalar(inline=True)
+@scalar
 def mish_q32(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(0.0002462919510435313), np.float32(0.0009836922399699688)), np.float32(0.0010927726980298758)), np.float32(-0.003360394388437271)), np.float32(-0.01582113280892372)), np.float32(-0.020271828398108482)), np.float32(0.04190782085061073)), np.float32(0.2047312706708908)), np.float32(0.2669479250907898))
 
@@ -57,7 +57,7 @@ def gelu_q(d):
 
 
 # degree 8, float32
-@scalar(inline=True)
+@scalar
 def gelu_q32(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(-0.0007328122155740857), np.float32(-0.0022134813480079174)), np.float32(0.00453866645693779)), np.float32(0.019420459866523743)), np.float32(-0.01477151270955801)), np.float32(-0.11400821059942245)), np.float32(-0.018199676647782326)), np.float32(0.38828498125076294)), np.float32(0.43149399757385254))
 
@@ -69,6 +69,6 @@ def gelu_tanh_q(d):
 
 
 # degree 8, float32
-@scalar(inline=True)
+@scalar
 def gelu_tanh_q32(d):
     return muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, muladd(d, np.float32(-0.0009101768373511732), np.float32(-0.0023860717192292213)), np.float32(0.005260252859443426)), np.float32(0.019680596888065338)), np.float32(-0.01661931350827217)), np.float32(-0.11394445598125458)), np.float32(-0.015782853588461876)), np.float32(0.38751843571662903)), np.float32(0.4304001033306122))

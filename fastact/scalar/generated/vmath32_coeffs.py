@@ -12,14 +12,14 @@ from fastact.scalar.registry import scalar
 
 
 # degree 4, max relative error 7.75e-08 (rounded coefficients)
-@scalar(inline=True)
+@scalar
 def expm1_p3(r):
     r2 = r * r
     return muladd(r, muladd(r2, muladd(r, np.float32(0.0001988272), np.float32(0.0013926204)), muladd(r, np.float32(0.008333321), np.float32(0.041666556))), np.float32(0.16666667))
 
 
 # degree 5, max relative error 1.01e-08 (rounded coefficients)
-@scalar(inline=True)
+@scalar
 def exp_p2(r):
     r2 = r * r
     r4 = r2 * r2
@@ -27,14 +27,14 @@ def exp_p2(r):
 
 
 # degree 3, max relative error 3.31e-08 (rounded coefficients)
-@scalar(inline=True)
+@scalar
 def log_q(z):
     z2 = z * z
     return muladd(z, muladd(z2, np.float32(0.23330468), muladd(z, np.float32(0.28550822), np.float32(0.40000123))), np.float32(0.6666667))
 
 
 # degree 4, max absolute error 4.31e-09 (rounded coefficients)
-@scalar(inline=True)
+@scalar
 def erf_p(z):
     z2 = z * z
     return muladd(z, muladd(z2, muladd(z, np.float32(0.0047190823), np.float32(-0.026757732)), muladd(z, np.float32(0.112828314), np.float32(-0.37612608))), np.float32(0.12837917))

@@ -12,31 +12,31 @@ from fastact.scalar.registry import scalar
 
 
 # degree 14
-@scalar(inline=True)
+@scalar
 def exp_p(x):
     return muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, 7.702708185441645e-13, 1.156521003382576e-11), 1.6058613745476314e-10), 2.0876025433715686e-09), 2.5052110035839387e-08), 2.75573220313723e-07), 2.755731922073569e-06), 2.48015872960584e-05), 0.00019841269841272888), 0.0013888888888894074), 0.008333333333333331), 0.04166666666666665), 0.16666666666666666), 0.5)
 
 
 # degree 12
-@scalar(inline=True)
+@scalar
 def log_q(x):
     return muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, 0.1523127285922291, 0.06334104886347786), 0.09942026393653235), 0.10480399022611613), 0.1176799778578335), 0.1333317694809864), 0.1538462025384145), 0.18181818086004825), 0.22222222223331997), 0.2857142857142194), 0.40000000000000013), 0.6666666666666666)
 
 
 # degree 12
-@scalar(inline=True)
+@scalar
 def tanh_p(x):
     return muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, muladd(x, 7.874269036531906e-06, -3.372079267779692e-05), 9.45513247437931e-05), -0.00023847272256640023), 0.0005899052964144923), -0.0014558190970693956), 0.003592126769954595), -0.00886323546314631), 0.02186948853407389), -0.05396825396822037), 0.1333333333333331), -0.3333333333333333)
 
 
 # degree 11
-@scalar(inline=True)
+@scalar
 def exp_dd_p(x):
     return fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, fma(x, 2.0914898727175524e-09, 2.5105513541847086e-08), 2.755727313289604e-07), 2.7557254685728803e-06), 2.480158732595111e-05), 0.0001984126987538548), 0.0013888888888883633), 0.008333333333325973), 0.04166666666666667), 0.1666666666666667), 0.5)
 
 
 # degree 6
-@scalar(inline=True)
+@scalar
 def erfc_slope(x):
     return fma(x, fma(x, fma(x, fma(x, fma(x, -0.00439982032063963, 0.039377214100483844), -0.18227928490949474), 0.5621454622946334), -1.1281100820970726), 1.128373347149514)
 
@@ -51,7 +51,7 @@ def erfc_slope(x):
 # selected per interval, at v + vl; each as a double-double (the last four
 # Horner steps compensated: the terms of R1/S1 grow with the degree, so the
 # rounding of the higher steps matters too).
-@scalar(inline=True)
+@scalar
 def erf_rational(v, vl, small, mid, near):
     num = fma(v, fma(v, fma(v, (0.0 if small else (0.0 if mid else (-9.814329344169145 if near else 0.0))), (0.0 if small else (-0.002166375594868791 if mid else (-81.2874355063066 if near else -483.5191916086514)))), (0.0 if small else (0.035478304325618236 if mid else (-184.60509290671104 if near else -1025.0951316110772)))), (-2.3763016656650163e-05 if small else (-0.11089469428239668 if mid else (-162.39666946257347 if near else -637.5664433683896))))
     num_lo = 0.0
