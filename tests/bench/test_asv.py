@@ -42,6 +42,7 @@ def test_asv_quick_run_of_every_benchmark_class(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     for name in ("Elementwise.time_op", "ElementwiseThroughput.track_gbps", "Rows.time_rows",
-                 "RowsThroughput.track_roofline_percent", "Startup.timeraw_import_fastact"):
+                 "RowsThroughput.track_roofline_percent", "Startup.timeraw_import_fastact",
+                 "Startup.timeraw_first_call_cold_cache"):
         assert name in out, f"{name} did not run:\n{out[-3000:]}"
     assert " failed" not in out, out[-3000:]

@@ -63,8 +63,35 @@ def _for_dtype(dt):
         y = x / (one + abs(x))  # 2 roundings: <= 1 ulp
         return y if abs(x) != inf else (one if x > zero else -one)  # inf / inf is NaN
 
+    def relu(x):
+        y = x if x > zero else zero  # relu(-0) = +0
+        return y if x == x else x
+
+    def relu6(x):
+        y = six if x >= six else (x if x > zero else zero)
+        return y if x == x else x
+
+    def leaky_relu(x):
+        return x if x > zero else x * slope
+
+    def softsign_grad(g, x):
+        r = one / (one + abs(x))  # (1 + |x|)^2 would overflow where the result is normal
+        return g * (r * r)
+
+    two = dt(2)
+
+    def hardswish_grad(g, x):
+        d = zero if x <= -three else (one if x >= three else (two * x + three) / six)
+        y = g * d
+        return y if x == x else x
+
     f1, f2 = f"{name}({name})", f"{name}({name}, {name})"
     return [
+        (f"relu forward {name}", relu, f1),
+        (f"relu6 forward {name}", relu6, f1),
+        (f"leaky_relu forward {name}", leaky_relu, f1),
+        (f"softsign backward {name}", softsign_grad, f2),
+        (f"hardswish backward {name}", hardswish_grad, f2),
         (f"identity backward {name}", identity_grad, f2),
         (f"relu6 backward {name}", relu6_grad, f2),
         (f"hardtanh forward {name}", hardtanh, f1),
