@@ -47,7 +47,11 @@ def _cheb(f, h, deg, prec=200):
     ``deg`` for f on [-h, h] (mpmath's Chebyshev fit)."""
     import mpmath as mp
 
+    import inspect
+
     with mp.workprec(prec):
+        if "asc" in inspect.signature(mp.chebyfit).parameters:  # mpmath >= 1.4 deprecates descending
+            return [+v for v in mp.chebyfit(f, [-mp.mpf(h), mp.mpf(h)], deg + 1, asc=True)]
         poly = mp.chebyfit(f, [-mp.mpf(h), mp.mpf(h)], deg + 1)
         return [+v for v in poly[::-1]]
 
