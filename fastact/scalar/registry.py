@@ -8,6 +8,7 @@ so it can be called from any Numba target (CPU ufuncs today, CUDA kernels
 later) while staying callable from plain Python (the CUDA simulator, debugging).
 """
 
+import os
 import threading
 
 _PENDING = []
@@ -191,6 +192,14 @@ def ensure_registered():
 
 
 COMPILE_LOCK = threading.RLock()
+
+# A fork while another thread compiles would hand the child COMPILE_LOCK (and
+# Numba's own compiler lock) held by a thread that does not exist there: the
+# child's first compile would wait forever (multiprocessing fork workers,
+# PyTorch DataLoader workers). So a fork waits for a running compile to end.
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(before=COMPILE_LOCK.acquire, after_in_parent=COMPILE_LOCK.release,
+                         after_in_child=COMPILE_LOCK.release)
 
 
 class KernelTable:

@@ -2,7 +2,9 @@
 processes made by fork, forkserver and spawn compute correctly
 (fastact.cpu.threads forgets the parent's thread pool in a forked child,
 whose threads do not exist there: before, the first large call in a fork
-worker waited forever).
+worker waited forever), and a fork while another thread compiles leaves the
+child able to compile (the fork waits for the compile lock: before, the
+child's first compile waited forever).
 
 Each case runs in a subprocess with a timeout, so that a hang fails the test
 instead of stalling the suite."""
@@ -106,3 +108,57 @@ def test_a_forked_child_gets_its_own_pool():
     os.waitpid(pid, 0)
     assert os.read(r, 1) == b"1"
     assert threads._pool is not None  # the parent keeps its own
+
+
+COMPILING_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing as mp
+    import threading
+    import time
+
+    import numpy as np
+
+    import fastact
+    from fastact.scalar.registry import COMPILE_LOCK
+
+
+    def child(q):
+        q.put(float(fastact.sigmoid(np.zeros(4, np.float64))[0]))  # a kernel not compiled yet
+
+
+    if __name__ == "__main__":
+        fastact.sigmoid(np.zeros(4, np.float32))
+        held = threading.Event()
+
+        def compiling():  # stands for another thread's compile, in progress at the fork
+            with COMPILE_LOCK:
+                held.set()
+                time.sleep(2)
+
+        t = threading.Thread(target=compiling)
+        t.start()
+        held.wait()
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        p.join(90)
+        if p.is_alive():
+            p.kill()
+            raise SystemExit("the forked child waits forever for the compile lock")
+        assert q.get(timeout=5) == 0.5
+        t.join()
+        print("ok")
+    """
+)
+
+
+def test_a_fork_during_another_threads_compile_leaves_the_child_able_to_compile(tmp_path):
+    path = tmp_path / "fork_compiling.py"
+    path.write_text(COMPILING_SCRIPT)
+    try:
+        r = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                           timeout=TIMEOUT_S, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"no result in {TIMEOUT_S} s")
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
