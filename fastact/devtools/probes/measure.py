@@ -12,6 +12,7 @@ import numpy as np
 
 from fastact.devtools.accuracy import BOUNDS
 from fastact.devtools.probes.build import build
+from fastact.scalar.eft import dekker_prod_err
 
 F32, F64 = np.float32, np.float64
 
@@ -109,17 +110,6 @@ def _accuracy_mpmath(key, probe, nin, every=2):
     return float(errs.max()), int((errs > bound).sum()) + len(failures)
 
 
-def _two_prod(a, b):
-    """(p, e): a*b = p + e exactly (float64, Dekker's product)."""
-    p = a * b
-    ca = 134217729.0 * a
-    ah = ca - (ca - a)
-    cb = 134217729.0 * b
-    bh = cb - (cb - b)
-    al, bl = a - ah, b - bh
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
 def _row_sums_dd(parts):
     """Per row (hi, lo): hi + lo is the exact sum of the row's float64 parts to 2^-106 (fsum)."""
     import math
@@ -161,7 +151,9 @@ def _accuracy_rows(key, probe, nin):
         probe(g, y, got)
         gw, yw = g.astype(wide), y.astype(wide)
         if op == "softmax":
-            p, pe = _two_prod(g.astype(F64), y.astype(F64))
+            g64, y64 = g.astype(F64), y.astype(F64)
+            p = g64 * y64
+            pe = dekker_prod_err(g64, y64, p)  # a*b = p + pe exactly, elementwise on arrays
             sh, sl = _row_sums_dd(np.concatenate([p, pe], axis=1))
             ref = yw * ((gw - sh.astype(wide)) - sl.astype(wide))
         else:
