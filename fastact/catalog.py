@@ -51,7 +51,9 @@ class Activation:
     formula: str
     grad_formula: str
     stability: str
-    limits: Callable  # (*params) -> (f(-inf), f(+inf), f'(-inf), f'(+inf))
+    # (*params) -> (f(-inf), f(+inf), f'(-inf), f'(+inf)); a zero limit has the
+    # sign that f (f') has next to it: silu(-inf) = -0.0, sigmoid(-inf) = +0.0
+    limits: Callable
     ref: Callable  # (mp, x, *params) -> f(x)
     ref_grad: Callable  # (mp, x, *params) -> f'(x)
     ref_grad_y: Optional[Callable] = None  # (mp, y, *params) -> f'(f^-1(y))
@@ -298,7 +300,7 @@ ENTRIES = [
         grad_formula="sigmoid(-x) = 1 - sigmoid(x)",
         stability="-log1p(exp(-x)) down to x = -36, x - log1p(exp(x)) below: no overflow, "
         "monotone, and -exp(-x) (not 0) for large x.",
-        limits=lambda: (-INF, 0.0, 1.0, 0.0),
+        limits=lambda: (-INF, -0.0, 1.0, 0.0),
         ref=lambda mp, x: -mp.log1p(mp.exp(-x)),
         ref_grad=lambda mp, x: _sig(mp, -x),
     ),
@@ -378,7 +380,7 @@ ENTRIES = [
         "exp(x/2) below -700 so subnormal results stay accurate); near the "
         "gradient's zero at x = -1.2785 a polynomial in x - root avoids cancellation; "
         "silu(-inf) = 0, silu'(+inf) = 1 (no inf*0 NaN).",
-        limits=lambda: (0.0, INF, 0.0, 1.0),
+        limits=lambda: (-0.0, INF, -0.0, 1.0),
         ref=lambda mp, x: x * _sig(mp, x),
         ref_grad=lambda mp, x: _sig(mp, x) * (1 + x * _sig(mp, -x)),
         grad_root=-1.2784645427610738,
@@ -395,7 +397,7 @@ ENTRIES = [
         stability="tanh(softplus(x)) as the rational n / (n + 2), n = e (e + 2) in e = exp(x) "
         "(e = exp(-x) for x > 0): no overflow, no log/tanh round trips, mish(-inf) = 0; "
         "a polynomial near the gradient's zero at x = -1.1924.",
-        limits=lambda: (0.0, INF, 0.0, 1.0),
+        limits=lambda: (-0.0, INF, -0.0, 1.0),
         ref=lambda mp, x: x * mp.tanh(mp.log1p(mp.exp(x))),
         ref_grad=lambda mp, x: mp.tanh(mp.log1p(mp.exp(x)))
         + x * mp.sech(mp.log1p(mp.exp(x))) ** 2 * _sig(mp, x),
@@ -415,7 +417,7 @@ ENTRIES = [
         "up to 700 ulp near x = -37); for x < -26 the asymptotic series "
         "-phi(x) (1 - 1/x^2 + 3/x^4 - ...) avoids a subnormal erfc; x^2 is kept as a "
         "double-double inside exp; a polynomial near the gradient's zero at x = -0.7518.",
-        limits=lambda: (0.0, INF, 0.0, 1.0),
+        limits=lambda: (-0.0, INF, -0.0, 1.0),
         ref=lambda mp, x: _gelu_ref(mp, x),
         ref_grad=lambda mp, x: _gelu_grad_ref(mp, x),
         grad_root=-0.7517915246935645,
@@ -432,7 +434,7 @@ ENTRIES = [
         stability="x * sigmoid(2u) (no 1 + tanh cancellation); 2u is evaluated as a "
         "double-double because sigmoid magnifies its rounding by |2u| (up to ~700); "
         "a polynomial near the gradient's zero at x = -0.7528.",
-        limits=lambda: (0.0, INF, 0.0, 1.0),
+        limits=lambda: (-0.0, INF, -0.0, 1.0),
         ref=lambda mp, x: x * _sig(mp, _gt_z(mp, x)),
         ref_grad=lambda mp, x: _sig(mp, _gt_z(mp, x))
         + x * _gt_dz(mp, x) * _sig(mp, _gt_z(mp, x)) * _sig(mp, -_gt_z(mp, x)),

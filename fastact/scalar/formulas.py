@@ -31,6 +31,8 @@ Why the less obvious lines are there is said next to them; the recurring tricks:
   catalog's mpmath references by ``fastact/devtools/gen_rootpolys.py``).
 """
 
+import math
+
 from fastact.scalar.generated import rootpolys as RP
 from fastact.scalar.eft import two_prod_err, two_sum_err
 from fastact.scalar.registry import scalar
@@ -332,7 +334,8 @@ def gelu(x):
     t, tl = _x_over_sqrt2(-x)
     y = mul_erfc_dd(0.5 * x, t, tl)  # 2 * (x/2) = x for x > 8.5
     y = -0.0 if x < -40.0 else y  # |x Phi(x)| < 2**-1075
-    return y if x == x else x
+    # x Phi(x) has the sign of x, also where it underflows (and at x = -0)
+    return math.copysign(y, x) if x == x else x
 
 
 @scalar
@@ -345,7 +348,8 @@ def gelu_grad(x):
     p = x * INV_SQRT_2PI
     pl = two_prod_err(x, INV_SQRT_2PI, p) + x * INV_SQRT_2PI_LO
     g = mul_erfc_dd(0.5, t, tl) + mul_exp_dd(p, pl, -0.5 * x2, -0.5 * x2l)
-    g = 1.0 if x > 40.0 else (-0.0 if x < -40.0 else g)  # |Phi(x) + x phi(x)| < 2**-1075 below
+    # |Phi(x) + x phi(x)| < 2**-1075 below -38.6748: a negative zero
+    g = 1.0 if x > 40.0 else (-0.0 if x < -38.7 else g)
     d = root_d(x, GELU_ROOT)
     g = d * RP.gelu_q(d) if near_root(x, GELU_ROOT) else g
     return g if x == x else x

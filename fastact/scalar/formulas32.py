@@ -29,6 +29,8 @@ the end. Arguments of exp that are themselves rounded (beta x, x/alpha,
 gelu_tanh's z, -x^2/2) are carried as pairs into exp's reduction.
 """
 
+import math
+
 import numpy as np
 
 from fastact.scalar.eft import two_sum_err
@@ -153,7 +155,8 @@ def silu(x):
     neg = ((p + fma(u, p, pl)) * s) * _TWO_M64_32
     y = p + pl if x >= _F0 else neg
     y = x if x > _F(20.0) else y
-    return y if x == x else x
+    # x sigmoid(x) has the sign of x, also at -0 and where it underflows
+    return _F(math.copysign(y, x)) if x == x else x
 
 
 @scalar
@@ -227,7 +230,7 @@ def celu(x, alpha):
     tl = tl if abs(t) < _F(1e30) else _F0
     em = expm1f(t)
     neg = fma(a, em, a * ((_F1 + em) * tl))
-    return x if x > _F0 else (neg if x <= _F0 else x)
+    return neg if x < _F0 else x  # celu(+-0) = +-0, NaN stays NaN
 
 
 @scalar
@@ -356,7 +359,8 @@ def mish(x):
     qn, qnl = _ratio(ns, nsl, dh2, dl2)
     neg = fma(xc, qn, xc * qnl) * _TWO_M64_32
     if x >= _F0:
-        return x if x > _F(20.0) else fma(x, qp, x * qpl)
+        # x tanh(softplus(x)) has the sign of x: -0 stays -0
+        return x if x > _F(20.0) else _F(math.copysign(fma(x, qp, x * qpl), x))
     return neg if x == x else x
 
 
@@ -382,6 +386,8 @@ def mish_grad(x):
     r2l = fma(r, r, -r2) + _F2 * (r * rl)
     p = es * b
     neg = fma(p, r2, p * r2l + fma(es, b, -p) * r2) * _TWO_M64_32
+    # |mish'(x)| < 2**-150 below -108.65: a negative zero, as mish' < 0 there
+    neg = _F(-0.0) if x < _F(-110.0) else neg
     if abs(d) < rt[2]:
         return d * RP.mish_q32(d)
     if x >= _F0:
@@ -424,7 +430,8 @@ def gelu_tanh(x):
     z, zl, _, _ = _gelu_tanh_z(xc)
     y = _x_sigmoid(x, z, zl, xc)
     y = x if x > _F(30.0) else y
-    return y if x == x else x
+    # x sigmoid(z) has the sign of x, also where it underflows (x < -12)
+    return _F(math.copysign(y, x)) if x == x else x
 
 
 @scalar

@@ -6,6 +6,8 @@ approximation: the scaled Mills ratio M(a) = Phi(-a) exp(a^2/2) in four
 generated pieces (``generated/gelu32_coeffs.py``, ``devtools/gen_gelu32.py``).
 """
 
+import math
+
 import numpy as np
 
 from fastact.scalar.eft import two_sum_err
@@ -84,7 +86,7 @@ def gelu(x):
     kc = k if k > np.int32(-126) else np.int32(-126)  # the term is negligible below
     pos = fma(-m, _pow2i(kc), x)
     if abs(x) < _HALF32:
-        return small
+        return _F(math.copysign(small, x))  # x Phi(x) has the sign of x, also at -0
     if x > _F0:
         return pos
     return neg if x == x else x

@@ -32,6 +32,8 @@ exact product errors; on a CPU without FMA, LLVM lowers it to a libm ``fma``
 call (correct, not vectorized).
 """
 
+import math
+
 import numpy as np
 
 from fastact.scalar.eft import two_sum_err
@@ -158,7 +160,8 @@ def vtanh(x):
     small = x + x * z * tanh_p(z)
     t = 1.0 - 2.0 * e / (1.0 + e)
     big = t if x >= 0.0 else (-t if x < 0.0 else x)
-    return small if ax < 0.55 else big
+    # tanh has the sign of x: x + x^3 P(x^2) is +0 at x = -0 (P(0) < 0)
+    return math.copysign(small if ax < 0.55 else big, x)
 
 
 # ------------------------------------------------- exp in double-double

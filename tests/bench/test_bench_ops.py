@@ -32,6 +32,8 @@ from fastact.bench.baselines import (
     torch_grad_from_y,
 )
 from fastact.bench.common import ROW_LEN
+from fastact.catalog import CATALOG
+from fastact.devtools.accuracy import BOUNDS, PREC_BITS
 
 SIZES = [1 << 12, 1 << 20]  # the softmax family: (size // 1024, 1024)
 DTYPES = ["float32", "float64"]
@@ -166,6 +168,124 @@ def _reference(op, impl, direction, args):
     return None if fn is None else fn(*args)
 
 
+# Every fastact item is also checked against mpmath, an independent reference
+# with no cancellation, at points spread over the sorted inputs (the tails
+# where outputs are tiny and x < 0 included), in ulps of the exact value: the
+# NumPy comparison's atol, scaled to the largest output, cannot see a wrong
+# sign or a wrong value where the output is small (gelu' for x < -4 is below
+# 1e-3 of its maximum). Bounds: the catalog's (fastact.devtools.accuracy.BOUNDS),
+# plus a rounding per product with grad or with the gate.
+MP_POINTS = 64
+GATE_ACTIVATION = {"swiglu": "silu", "geglu": "gelu"}  # the definitions: act(a) * b
+
+
+def _spread(x):
+    """MP_POINTS flat indices of x from its minimum to its maximum."""
+    order = np.argsort(x, axis=None, kind="stable")
+    return order[np.linspace(0, order.size - 1, MP_POINTS).astype(int)]
+
+
+def _check_elementwise_ulps(name, dtype, got, exact_at, x, slack):
+    """got.flat[i] within the catalog's ulp bound (+ slack roundings) of
+    ``exact_at(mp, i)``; next to a derivative's zero, its absolute bound."""
+    import mpmath as mp
+
+    from fastact.devtools.accuracy import ROOT_ABS_FACTOR, ROOT_ABS_WINDOW, ulp_error
+
+    e = CATALOG[name]
+    bad = []
+    with mp.workprec(PREC_BITS):
+        for i in _spread(x):
+            i = int(i)
+            exact, scale, kind = exact_at(mp, i)
+            c = got.flat[i]
+            xi = float(x.flat[i])
+            if kind == "backward" and e.grad_root is not None and abs(xi - e.grad_root) <= ROOT_ABS_WINDOW:
+                tol = ROOT_ABS_FACTOR * float(np.finfo(dtype).eps) * max(1.0, abs(xi)) * scale
+                if not abs(mp.mpf(float(c)) - exact) <= tol:
+                    bad.append((xi, float(c), float(exact)))
+            elif ulp_error(mp, c, exact, dtype) > BOUNDS[(kind, dtype)] + slack:
+                bad.append((xi, float(c), float(exact)))
+    assert not bad, f"{name} {dtype}: (x, fastact, exact) out of bounds: {bad[:5]}"
+
+
+def _check_against_mpmath(op, direction, dtype, args, result):
+    """fastact's result of (op, direction) against mpmath at MP_POINTS inputs."""
+    kind = _kind(op)
+    if kind == "rows":
+        return _check_rows_against_mpmath(op, direction, dtype, args, result)
+    if kind == "gated":
+        e = CATALOG[GATE_ACTIVATION[op]]
+        if direction == "forward":
+            a, b = args
+            return _check_elementwise_ulps(e.name, dtype, result, lambda mp, i: (
+                e.ref(mp, mp.mpf(float(a.flat[i]))) * float(b.flat[i]), 1.0, "forward"), a, 1)
+        g, a, b = args
+        da, db = result
+        _check_elementwise_ulps(e.name, dtype, da, lambda mp, i: (
+            e.ref_grad(mp, mp.mpf(float(a.flat[i]))) * float(g.flat[i]) * float(b.flat[i]),
+            abs(float(g.flat[i]) * float(b.flat[i])), "backward"), a, 2)
+        _check_elementwise_ulps(e.name, dtype, db, lambda mp, i: (
+            e.ref(mp, mp.mpf(float(a.flat[i]))) * float(g.flat[i]), 1.0, "forward"), a, 1)
+        return None
+    e = CATALOG[op]
+    # the kernels of a dtype see the default parameters rounded to it
+    p = [float(np.dtype(dtype).type(v)) for v in e.defaults]
+    if direction == "forward":
+        (x,) = args
+        return _check_elementwise_ulps(op, dtype, result, lambda mp, i: (
+            e.ref(mp, mp.mpf(float(x.flat[i])), *map(mp.mpf, p)), 1.0, "forward"), x, 0)
+    g, x = args
+    return _check_elementwise_ulps(op, dtype, result, lambda mp, i: (
+        e.ref_grad(mp, mp.mpf(float(x.flat[i])), *map(mp.mpf, p)) * float(g.flat[i]),
+        abs(float(g.flat[i])), "backward"), x, 1)
+
+
+ROW_CHECKS = 4  # rows checked against mpmath per item
+ROW_ULPS = 16  # error bound, in ulps of the condition-scaled magnitude below
+
+
+def _check_rows_against_mpmath(op, direction, dtype, args, result):
+    """softmax / log_softmax rows against mpmath. The bound is relative to the
+    sum of the magnitudes that enter the exact expression (its condition), so
+    it holds where the result cancels: |err_i| <= ROW_ULPS eps * scale_i."""
+    import mpmath as mp
+
+    eps = float(np.finfo(dtype).eps)
+    rows = np.linspace(0, result.shape[0] - 1, ROW_CHECKS).astype(int)
+    bad = []
+    with mp.workprec(PREC_BITS):
+        for r in rows:
+            if direction == "forward":
+                x = [mp.mpf(float(v)) for v in args[0][r]]
+                m = max(x)
+                lse = m + mp.log(mp.fsum(mp.exp(v - m) for v in x))
+                if op == "softmax":
+                    exact = [mp.exp(v - lse) for v in x]
+                    scale = [abs(v) * (1 + abs(xi - lse)) for v, xi in zip(exact, x)]
+                else:
+                    exact = [v - lse for v in x]
+                    scale = [abs(xi - m) + abs(lse - m) for xi in x]
+            else:
+                g = [mp.mpf(float(v)) for v in args[0][r]]
+                y = [mp.mpf(float(v)) for v in args[1][r]]
+                if op == "softmax":
+                    dot = mp.fsum(a * b for a, b in zip(g, y))
+                    absdot = mp.fsum(abs(a * b) for a, b in zip(g, y))
+                    exact = [yi * (gi - dot) for gi, yi in zip(g, y)]
+                    scale = [abs(yi) * (abs(gi) + absdot) for gi, yi in zip(g, y)]
+                else:
+                    sg = mp.fsum(g)
+                    absg = mp.fsum(abs(a) for a in g)
+                    exact = [gi - mp.exp(yi) * sg for gi, yi in zip(g, y)]
+                    scale = [abs(gi) + mp.exp(yi) * absg * (1 + abs(yi)) for gi, yi in zip(g, y)]
+            for j, (ex, sc) in enumerate(zip(exact, scale)):
+                c = mp.mpf(float(result[r, j]))
+                if abs(c - ex) > ROW_ULPS * eps * sc + float(np.finfo(dtype).smallest_subnormal):
+                    bad.append((int(r), j, float(c), float(ex)))
+    assert not bad, f"{op} {direction} {dtype}: (row, col, fastact, exact): {bad[:5]}"
+
+
 def _bench(benchmark, op, impl, direction, dtype, size):
     args, out = _inputs(op, direction, dtype, size)
     if impl == "fastact":
@@ -181,9 +301,9 @@ def _bench(benchmark, op, impl, direction, dtype, size):
     result = benchmark(call)
     if returns_out:
         assert result is out
-    if want is None:
-        assert all(np.isfinite(r).all() for r in _as_arrays(result)), f"{op} {direction}: non-finite output"
-    else:
+    if impl == "fastact":
+        _check_against_mpmath(op, direction, dtype, args, result)
+    if want is not None:
         _assert_close(result, want, dtype, f"{op} {direction}: {impl} vs {'numpy' if impl == 'fastact' else 'fastact'}",
                       PEER_RTOL.get((impl, op, direction, dtype)))
 
@@ -200,3 +320,20 @@ def test_forward(benchmark, op, impl, dtype, size):
 @pytest.mark.parametrize(("op", "impl"), _params("backward"))
 def test_backward(benchmark, op, impl, dtype, size):
     _bench(benchmark, op, impl, "backward", dtype, size)
+
+
+def test_mpmath_check_flags_a_wrong_sign_in_the_tail():
+    """A gelu gradient with the wrong sign for x < -3 fails the mpmath check;
+    for x < -5 (below 1e-5 of its maximum) the NumPy comparison's atol, scaled
+    to the largest output, lets it through in float32. A softmax gradient
+    missing the y * dot term fails too."""
+    (g, x), _ = _inputs("gelu", "backward", "float32", 1 << 12)
+    good = fastact.gelu.backward(g, x)
+    _check_against_mpmath("gelu", "backward", "float32", (g, x), good)
+    for cut in (-3.0, -5.0):
+        with pytest.raises(AssertionError):
+            _check_against_mpmath("gelu", "backward", "float32", (g, x), np.where(x < cut, -good, good))
+    _assert_close(np.where(x < -5.0, -good, good), good, "float32", "the scaled atol's blind spot")
+    (g, y), _ = _inputs("softmax", "backward", "float64", 1 << 12)
+    with pytest.raises(AssertionError):
+        _check_against_mpmath("softmax", "backward", "float64", (g, y), g * y)

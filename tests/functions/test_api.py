@@ -90,6 +90,43 @@ def assert_same(got, expected):
     np.testing.assert_array_equal(got, expected)
 
 
+def assert_signed_equal(got, expected, what=""):
+    """Equal values and, for zeros, the same sign (``==`` has -0.0 == 0.0)."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype, (what, got.dtype, expected.dtype)
+    np.testing.assert_array_equal(got, expected, err_msg=what)
+    assert np.array_equal(np.signbit(got), np.signbit(expected)), (what, got, expected)
+
+
+def assert_signed_close(got, expected, what=""):
+    """Within a few ulps (the float32 kernels see float32 parameters, the
+    reference the float64 ones), zeros exactly and with the same sign."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype, (what, got.dtype, expected.dtype)
+    np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(got.dtype).eps, atol=0, err_msg=what)
+    assert np.array_equal(np.signbit(got), np.signbit(expected)), (what, got, expected)
+
+
+# Signed zeros (docs/guarantees.md): a zero result has the sign of the exact
+# value next to it. f(x) ~ c x at 0 gives f(-0) = -0 (tanh, silu, elu, ...);
+# an exact-zero branch (relu and relu6 for x <= 0, hardswish for x <= -3, a
+# derivative that is 0 there) gives +0; a limit has the sign f has before it
+# (silu(-inf) = -0, softplus(-inf) = +0, log_sigmoid(+inf) = -0). The expected
+# zeros come from the catalog's mpmath references at +-TINY, where mpmath does
+# not underflow: float() of a tiny mpf keeps its sign, and an exact mpf(0) is +0.
+TINY = "1e-400"
+# derivatives defined by convention at x = 0 (PyTorch's: the left derivative)
+KINK_AT_ZERO = {"relu", "relu6", "leaky_relu", "elu", "celu", "selu"}
+
+
+def ref_at(fn, x, vals, dt):
+    """``fn(mp, x, *vals)`` rounded to ``dt``; ``x`` is a float or "+-" TINY."""
+    import mpmath as mp
+
+    with mp.workdps(30):
+        return dt(float(fn(mp, mp.mpf(x), *[mp.mpf(v) for v in vals])))
+
+
 # ----------------------------------------------------------------- namespace
 
 
@@ -749,27 +786,69 @@ def test_infinity_limits(name, kw, dt):
     x = np.array([-np.inf, np.inf], dtype=dt)
     y = f(x, **kw)
     d = f.backward(np.ones_like(x), x, **kw)
-    assert y[0] == lo and y[1] == hi, (y, (lo, hi))
-    assert d[0] == dlo and d[1] == dhi, (d, (dlo, dhi))
+    assert_signed_equal(y, np.array([lo, hi]), "f(-+inf)")
+    assert_signed_equal(d, np.array([dlo, dhi]), "f'(-+inf)")
     # the scalar path agrees
-    assert f(dt(-np.inf), **kw) == lo and f(dt(np.inf), **kw) == hi
-    assert f.backward(dt(1), dt(-np.inf), **kw) == dlo and f.backward(dt(1), dt(np.inf), **kw) == dhi
+    assert_signed_equal(f(dt(-np.inf), **kw), lo, "scalar f(-inf)")
+    assert_signed_equal(f(dt(np.inf), **kw), hi, "scalar f(+inf)")
+    assert_signed_equal(f.backward(dt(1), dt(-np.inf), **kw), dlo, "scalar f'(-inf)")
+    assert_signed_equal(f.backward(dt(1), dt(np.inf), **kw), dhi, "scalar f'(+inf)")
+
+
+@pytest.mark.parametrize("name, kw", cases())
+def test_zero_limits_have_the_sign_of_the_reference(name, kw):
+    """The catalog's zero limits carry the sign of f (f') far out, by mpmath."""
+    e = CATALOG[name]
+    vals = list(kw.values())
+    lims = e.limits(*vals)
+    for lim, fn_, x in ((lims[0], e.ref, -1e4), (lims[1], e.ref, 1e4),
+                        (lims[2], e.ref_grad, -1e4), (lims[3], e.ref_grad, 1e4)):
+        if lim == 0:
+            assert_signed_equal(np.float64(lim), ref_at(fn_, x, vals, np.float64) * 0.0, f"limit at {x}")
+
+
+def _zero_ref(e, fn_, sign, vals, dt, kink_at_zero):
+    """The reference at x = sign*0: at +-TINY, or at -TINY for a derivative
+    whose value at 0 is the left one by convention."""
+    return ref_at(fn_, "-" + TINY if kink_at_zero or sign < 0 else TINY, vals, dt)
 
 
 @pytest.mark.parametrize("dt", FLOATS, ids=["float32", "float64"])
 @pytest.mark.parametrize("name, kw", cases())
-def test_negative_zero(name, kw, dt):
+def test_signed_zeros(name, kw, dt):
     f, e = fn(name), CATALOG[name]
+    vals = list(kw.values())
+    kink = name in KINK_AT_ZERO
     z = np.array([0.0, -0.0], dtype=dt)
-    y = f(z, **kw)
-    assert y[0] == y[1]
-    d = f.backward(np.ones_like(z), z, **kw)
-    assert d[0] == d[1]
-    g = np.array([-0.0, 0.0], dtype=dt)
-    assert np.all(f.backward(g, np.array([1.0, -2.0], dtype=dt), **kw) == 0)
-    if y_ok(e, list(kw.values())):
-        dy = f.backward_from_output(np.ones_like(z), z, **kw)
-        assert dy[0] == dy[1]
+    ys = [_zero_ref(e, e.ref, s, vals, dt, False) for s in (1, -1)]
+    ds = [_zero_ref(e, e.ref_grad, s, vals, dt, kink) for s in (1, -1)]
+    assert_signed_close(f(z, **kw), np.array(ys), "f(+0), f(-0)")
+    assert_signed_close(f.backward(np.ones_like(z), z, **kw), np.array(ds), "f'(+0), f'(-0)")
+    for i, v in enumerate(z):  # the scalar path agrees
+        assert_signed_close(f(v, **kw), ys[i], f"scalar f({v})")
+    # a zero grad: the IEEE product g * f'(x), whose sign is sign(g) * sign(f'(x))
+    # (f' < 0 at x = -2 for silu, mish, gelu; an exact 0 for relu)
+    x = np.array([1.0, -2.0, -np.inf, np.inf], dtype=dt)
+    lims = e.limits(*vals)
+    dref = np.array([ref_at(e.ref_grad, 1.0, vals, dt), ref_at(e.ref_grad, -2.0, vals, dt),
+                     dt(lims[2]), dt(lims[3])])
+    for g0 in (0.0, -0.0):
+        g = np.full(len(x), g0, dtype=dt)
+        assert_signed_close(f.backward(g, x, **kw), g * dref, f"backward(g={g0})")
+    if y_ok(e, vals):
+        dys = [_zero_ref(e, e.ref_grad_y, s, vals, dt, kink) for s in (1, -1)]
+        assert_signed_close(f.backward_from_output(np.ones_like(z), z, **kw), np.array(dys),
+                            "backward_from_output at y = +0, -0")
+
+
+def test_signed_zero_check_flags_a_broken_kernel(monkeypatch):
+    """A tanh whose -0 comes back as +0 (what a sum of -0 and +0 gives) fails."""
+    f = fastact.tanh
+    x = np.array([0.0, -0.0])
+    expected = np.array([ref_at(CATALOG["tanh"].ref, s + TINY, [], np.float64) for s in ("", "-")])
+    assert_signed_equal(f(x), expected)
+    with pytest.raises(AssertionError):
+        assert_signed_equal(np.abs(f(x)), expected)
 
 
 # ---------------------------------------------------------------------- kinks
@@ -806,11 +885,11 @@ KINKS = [
 def test_kink_conventions(name, kw, x0, expected, dt):
     f, e = fn(name), CATALOG[name]
     x = np.array([x0], dtype=dt)
-    assert f.backward(np.ones_like(x), x, **kw)[0] == dt(expected)
+    assert_signed_equal(f.backward(np.ones_like(x), x, **kw)[0], dt(expected))
     if e.grad_y is not None:
         # the gradient from the output agrees with the gradient from the input at the kink
         y = f(x, **kw)
-        assert f.backward_from_output(np.ones_like(y), y, **kw)[0] == dt(expected)
+        assert_signed_equal(f.backward_from_output(np.ones_like(y), y, **kw)[0], dt(expected))
 
 
 def test_selu_kink():
@@ -833,10 +912,9 @@ def test_stability_facts():
     assert fastact.softplus(np.float32(1000.0)) == np.float32(1000.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert fastact.silu(-np.inf) == 0
-        assert fastact.mish(-np.inf) == 0
-        assert fastact.gelu(-np.inf) == 0
-        assert fastact.gelu_tanh(-np.inf) == 0
+        # negative functions for x < 0: their zero at -inf is -0
+        for f in (fastact.silu, fastact.mish, fastact.gelu, fastact.gelu_tanh):
+            assert_signed_equal(f(-np.inf), np.float64(-0.0), f.__name__)
         assert fastact.softsign(np.inf) == 1
         assert fastact.softsign(-np.inf) == -1
     d = fastact.sigmoid.backward(1, 30.0)
