@@ -5,14 +5,36 @@ plain Python threads scales across cores without Numba's threading layers
 (OpenMP is 25-40x slower on 1-D loops here, workqueue aborts the process when
 two threads call it at once, TBB needs its library on the loader path). Tasks
 never submit tasks, so concurrent callers cannot deadlock the pool, and each
-call only touches its own disjoint slices.
+call only touches its own disjoint slices. A forked child forgets the
+parent's pool (whose threads it does not have) and starts its own.
 
-The thread count is ``set_num_threads(n)``, else ``FASTACT_NUM_THREADS``, else
-the number of CPUs. A forked child forgets the parent's pool (whose threads
-it does not have) and starts its own. Arrays below ``MIN_PARALLEL_ELEMENTS`` stay on the
-calling thread (the pool hand-off costs tens of microseconds).
+The thread count is ``set_num_threads(n)``, else the environment variable
+``FASTACT_NUM_THREADS``, else ``os.cpu_count()``:
+
+- ``FASTACT_NUM_THREADS`` is read at each call that needs it
+  (``get_num_threads()``, a call large enough to run in parallel), never at
+  ``import fastact``. Unset, empty or blank means the default; surrounding
+  blanks are ignored (``" 2 "`` is 2). Any other value that is not an
+  integer >= 1 in ASCII digits (``"0"``, ``"-1"``, ``"abc"``, ``"1.5"``)
+  raises ValueError naming the variable and the value, at every such call,
+  until it is fixed.
+- ``set_num_threads(n)`` takes an integer >= 1 (TypeError for other types,
+  ValueError below 1); ``None`` goes back to the environment / default.
+- Either count is clamped to ``max_threads()`` = 4 x ``os.cpu_count()``:
+  the chunks are CPU-bound, so threads beyond the cores add hand-offs and
+  pool threads (a stack each), not speed; the factor 4 still lets a one- or
+  two-CPU machine run (and test) the multi-threaded paths.
+  ``get_num_threads()`` returns the clamped count.
+
+A call uses at most that many threads, and at most one per
+``MIN_CHUNK_ELEMENTS`` elements, so that no chunk costs less than the
+hand-off to the pool (``FASTACT_NUM_THREADS=1000000`` on a 2**20-element
+array gives 8 chunks on a 2-CPU machine, never a million). Arrays below
+``MIN_PARALLEL_ELEMENTS`` stay on the calling thread (the pool hand-off costs
+tens of microseconds).
 """
 
+import operator
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,30 +46,60 @@ import numpy as np
 # memory-bound ones (relu: 0.2 ns/element) only from about 2**21
 MIN_PARALLEL_ELEMENTS = 1 << 16
 MIN_PARALLEL_ELEMENTS_CHEAP = 1 << 21
+# the two halves of a MIN_PARALLEL_ELEMENTS call: a chunk never gets fewer
+MIN_CHUNK_ELEMENTS = MIN_PARALLEL_ELEMENTS // 2
+# thread counts above max_threads() are clamped to it (see the module docstring)
+THREADS_PER_CPU = 4
 
 _pool = None
 _pool_lock = threading.Lock()
 _num_threads = None
 
 
+def max_threads():
+    """The largest thread count a call uses: ``THREADS_PER_CPU`` x ``os.cpu_count()``."""
+    return THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
 def set_num_threads(n):
-    """Use at most ``n`` threads per call (``None``: back to the default)."""
+    """Use at most ``n`` threads per call (``None``: back to the default).
+
+    ``n`` is an integer >= 1; values above ``max_threads()`` are clamped to it.
+    """
     global _num_threads
     if n is not None:
-        n = int(n)
+        try:
+            n = operator.index(n)
+        except TypeError:
+            raise TypeError(f"fastact.set_num_threads: n must be an integer or None, got {n!r}") from None
         if n < 1:
             raise ValueError(f"fastact.set_num_threads: n must be >= 1, got {n}")
     _num_threads = n
 
 
-def get_num_threads():
-    """The number of threads a large call uses."""
-    if _num_threads is not None:
-        return _num_threads
+def _env_threads():
+    """FASTACT_NUM_THREADS as an int >= 1, or None where unset or blank."""
     env = os.environ.get("FASTACT_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    return os.cpu_count() or 1
+    if env is None or not env.strip():
+        return None
+    value = env.strip()
+    try:  # ASCII digits only: int() would also take "+3", "1_000" and other scripts' digits
+        n = int(value) if value.isascii() and value.isdigit() else 0
+    except ValueError:  # more digits than int() parses: far above the clamp
+        n = max_threads()
+    if n < 1:
+        raise ValueError(f"FASTACT_NUM_THREADS must be an integer >= 1 (or unset), got {env!r}")
+    return n
+
+
+def get_num_threads():
+    """The number of threads a large call uses (see the module docstring)."""
+    n = _num_threads
+    if n is None:
+        n = _env_threads()
+    if n is None:
+        n = os.cpu_count() or 1
+    return min(n, max_threads())
 
 
 def _get_pool(n):
@@ -75,8 +127,11 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 def for_chunks(fn, n_outer, n_elements):
     """Call ``fn(start, stop)`` over ``range(n_outer)``, in parallel if worth it."""
-    t = min(get_num_threads(), n_outer)
-    if t <= 1 or n_elements < MIN_PARALLEL_ELEMENTS:
+    if n_elements < MIN_PARALLEL_ELEMENTS or n_outer <= 1:
+        fn(0, n_outer)
+        return
+    t = min(get_num_threads(), n_outer, n_elements // MIN_CHUNK_ELEMENTS)
+    if t <= 1:
         fn(0, n_outer)
         return
     bounds = [n_outer * i // t for i in range(t + 1)]

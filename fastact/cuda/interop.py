@@ -223,10 +223,9 @@ def view(a, shape, strides):
 
 
 def stream_for(arrays):
-    """The stream to launch on: the producer's current stream."""
+    """The stream to launch on: the producer's current stream (CuPy, torch),
+    a Numba device array's own stream, or the one the interface names."""
     cuda = target.cuda()
-    if target.simulated():
-        return cuda.default_stream()
     a = arrays[0]
     ptr = None
     if a.lib == "cupy":
@@ -239,8 +238,14 @@ def stream_for(arrays):
         if s is not None and not isinstance(s, int):
             return s  # a Numba stream object
         ptr = a.stream_ptr if a.stream_ptr is not None else s
+    # the interface's ``stream`` (v3): None names no stream (the data is
+    # ready); 1 and 2 are the legacy and per-thread default streams
     if not ptr:
         return cuda.default_stream()
+    if ptr == 1:
+        return cuda.legacy_default_stream()
+    if ptr == 2:
+        return cuda.per_thread_default_stream()
     return cuda.external_stream(ptr)
 
 

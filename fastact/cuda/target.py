@@ -160,7 +160,9 @@ def _setup_target():
 
         def compile_ir(llvmir, **options):
             if getattr(_local, "exact", False):
-                options.setdefault("fma", False)
+                if options.get("fastmath"):  # it would set fma=1 after this point
+                    raise ValueError("fastact kernels compile without fastmath: FMA contraction stays off")
+                options["fma"] = False
             return original(llvmir, **options)
 
         compile_ir._fastact = True

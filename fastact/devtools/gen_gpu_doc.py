@@ -10,9 +10,15 @@ pip-installed ptxas (``nvidia-cuda-nvcc``; the system's CUDA may be too old
 for numba-cuda's PTX) with ``-arch=sm_80|sm_90 -v``; registers, spill
 stores/loads, stack frame and shared memory are parsed from its report.
 
+FMA contraction is checked on every compilation, from what libnvvm itself
+receives (``NvvmRecorder``, on numba-cuda's binding): each NVVM program of a
+kernel must have ``-fma=0`` (NVVM's default is on) and IR without fast-math
+flags or ``llvm.fmuladd``. The PTX alone cannot tell: explicit fused
+multiply-adds (``fastact.scalar.fma.fma``, libdevice) put ``fma.rn`` in it.
+
 ``--write`` regenerates docs/gpu.md, ``--json PATH`` dumps the results
 (tests/cuda/test_ptx.py runs this tool with it). Exit status 1 if any kernel
-fails to compile or assemble, or spills.
+fails to compile or assemble, spills, or is compiled with FMA contraction.
 
 Needs numba-cuda and nvidia-cuda-nvcc (the test extra), not a GPU: kernels
 calling device functions ask the driver for the current device's compute
@@ -73,6 +79,7 @@ def _prepare():
     import numba.cuda.dispatcher as D
 
     D.get_current_device = lambda: _Device()
+    nvvm_recorder()
 
 
 def collect_specs():
@@ -92,7 +99,80 @@ def collect_specs():
     return specs
 
 
-# ------------------------------------------------------------------ ptxas
+# ------------------------------------------------------------------ FMA contraction
+
+#: an FP instruction with fast-math flags (``fast`` = all of them; ``contract``
+#: alone lets NVVM fuse a multiply and an add whatever ``-fma`` says)
+_FAST_MATH_RE = re.compile(rb"\b(?:fadd|fsub|fmul|fdiv|frem|fneg|fcmp|call|select|phi)"
+                           rb"((?: (?:fast|reassoc|nnan|ninf|nsz|arcp|contract|afn))+) ")
+_FLAG_WORDS = (b" fast ", b" reassoc ", b" nnan ", b" ninf ", b" nsz ", b" arcp ", b" contract ", b" afn ")
+
+
+class NvvmRecorder:
+    """numba-cuda's libnvvm binding (``numba.cuda.cudadrv.nvvm._nvvm``),
+    recording per compiled program the options and IR modules libnvvm gets
+    (libdevice, added lazily, is NVIDIA's and not recorded)."""
+
+    def __init__(self, binding):
+        self._binding = binding
+        self._modules = {}  # program handle -> IR modules added so far
+        self.log = []  # (options, IR modules) per compiled program, in order
+
+    def __getattr__(self, name):
+        return getattr(self._binding, name)
+
+    def add_module_to_program(self, prog, buffer, size, name):
+        self._modules.setdefault(prog, []).append(bytes(buffer[:size]))
+        return self._binding.add_module_to_program(prog, buffer, size, name)
+
+    def compile_program(self, prog, n, options):
+        self.log.append(([o.decode() if isinstance(o, bytes) else str(o) for o in options[:n]],
+                         self._modules.pop(prog, [])))
+        return self._binding.compile_program(prog, n, options)
+
+    def destroy_program(self, prog):
+        self._modules.pop(prog, None)
+        return self._binding.destroy_program(prog)
+
+
+def nvvm_recorder():
+    """The recorder on numba-cuda's libnvvm binding, installed on first use
+    (this process only: a tool, never the package)."""
+    from numba.cuda.cudadrv import nvvm
+
+    if not isinstance(nvvm._nvvm, NvvmRecorder):
+        nvvm._nvvm = NvvmRecorder(nvvm._nvvm)
+    return nvvm._nvvm
+
+
+def contraction(programs):
+    """What the NVVM programs [(options, IR modules)] of one compilation
+    allow: ``{"programs", "fma": [-fma value per program, None = absent:
+    NVVM's default, on], "fast_math": [flagged instructions, a few],
+    "fmuladd": modules calling llvm.fmuladd}``."""
+    fma, flagged, fmuladd = [], [], 0
+    for options, modules in programs:
+        vals = [o.split("=", 1)[1] for o in options if o.startswith("-fma=")]
+        fma.append(vals[-1] if vals else None)
+        for m in modules:
+            fmuladd += b"llvm.fmuladd" in m
+            if any(w in m for w in _FLAG_WORDS):
+                flagged += [x.group(0).decode().strip() for x in _FAST_MATH_RE.finditer(m)][:5 - len(flagged)]
+    return {"programs": len(programs), "fma": fma, "fast_math": flagged, "fmuladd": fmuladd}
+
+
+def contraction_off(c):
+    """True when every NVVM program of a compilation had contraction off."""
+    return c["programs"] > 0 and all(v == "0" for v in c["fma"]) and not c["fast_math"] and not c["fmuladd"]
+
+
+def compile_recorded(compile_ptx, *args, **kwargs):
+    """``(ptx, contraction)`` of ``compile_ptx(*args, **kwargs)`` (which returns ``(ptx, resty)``)."""
+    rec = nvvm_recorder()
+    start = len(rec.log)
+    ptx, _ = compile_ptx(*args, **kwargs)
+    return ptx, contraction(rec.log[start:])
+
 
 # ------------------------------------------------------------------ work
 
@@ -109,12 +189,12 @@ def _check(index):
     with tempfile.TemporaryDirectory(prefix="fastact-ptx-") as wd:
         for arch, cc in ARCHS.items():
             try:
-                ptx, _ = target.compile_ptx(fn, sig, cc=cc)
+                ptx, fp = compile_recorded(target.compile_ptx, fn, sig, cc=cc)
             except Exception as e:  # noqa: BLE001 - reported, the run continues
                 row["ok"], row["error"] = False, f"compile {arch}: {type(e).__name__}: {e}"[:2000]
                 break
             try:
-                row["archs"][arch] = assemble(_PTXAS, ptx, arch, wd)
+                row["archs"][arch] = dict(assemble(_PTXAS, ptx, arch, wd), contraction=fp)
             except Exception as e:  # noqa: BLE001
                 row["ok"], row["error"] = False, f"assemble {arch}: {e}"[:2000]
                 break
@@ -210,6 +290,7 @@ def run(jobs=None, ptxas=None, progress=True):
             "ptxas": ptxas_version(_PTXAS),
             "numba": numba.__version__,
             "numba_cuda": _dist_version("numba-cuda"),
+            "nvvm": _dist_version("nvidia-nvvm"),
         },
         "modules": sorted({r["module"] for r in rows}),
         "jobs": jobs,
@@ -247,6 +328,8 @@ def summarize(rows):
         "max_registers_elementwise": max_regs,
         "over_budget": over,
         "relocatable": sorted(r["name"] for r in ok if any(a["mode"] == "relocatable" for a in r["archs"].values())),
+        "contracting": sorted(r["name"] for r in ok
+                              if not all(contraction_off(a["contraction"]) for a in r["archs"].values())),
         "full_occupancy": full_occupancy(rows),
         "bounded": sorted(r["name"] for r in ok if _bounded(r["name"])),
     }
@@ -320,8 +403,17 @@ def _intro(result):
         "occupancy, throughput). Results are checked in the CUDA simulator (tests/cuda/);",
         "throughput by `python -m fastact bench --device cuda` on a machine with a GPU.",
         "",
-        f"Toolchain: ptxas {v['ptxas']}, numba {v['numba']}, numba-cuda {v['numba_cuda']}.",
+        f"Toolchain: ptxas {v['ptxas']}, nvvm {v['nvvm']}, numba {v['numba']}, numba-cuda {v['numba_cuda']}.",
     ]
+
+
+_TOOLCHAIN_RE = re.compile(r"^Toolchain: ptxas (\S+), nvvm (\S+), numba (\S+), numba-cuda (\S+)\.$", re.MULTILINE)
+
+
+def toolchain(text):
+    """The toolchain versions a docs/gpu.md names (the keys of ``meta["versions"]``), or None."""
+    m = _TOOLCHAIN_RE.search(text)
+    return dict(zip(("ptxas", "nvvm", "numba", "numba_cuda"), m.groups())) if m else None
 
 
 def _summary(result):
@@ -342,6 +434,8 @@ def _summary(result):
         f"({s['elementwise']} elementwise, from `{ELEMENTWISE}`)",
         f"- failed: {names('failed')}",
         f"- kernels with spills: {names('spilling')}",
+        "- FMA contraction off (each NVVM program `-fma=0`, its IR free of fast-math flags and",
+        f"  `llvm.fmuladd`): {s['ok'] - len(s['contracting'])} of {s['ok']} kernels; contracting: {names('contracting')}",
         f"- largest stack frame: {stack} bytes; largest static shared memory: {shared} bytes",
         "- max registers of the elementwise kernels: "
         + "; ".join(f"{arch} {mr[arch]['all']} ("
@@ -379,7 +473,7 @@ def parse_markdown(text):
 
 def failures(result):
     s = result["summary"]
-    return s["failed"] + s["spilling"]
+    return s["failed"] + s["spilling"] + s["contracting"]
 
 
 OCCUPANCY = ROOT / "fastact" / "cuda" / "occupancy.py"
@@ -427,6 +521,8 @@ def main(argv=None):
             print(f"FAILED {r['name']}: {r['error']}", file=sys.stderr)
     for n in s["spilling"]:
         print(f"SPILLS {n}", file=sys.stderr)
+    for n in s["contracting"]:
+        print(f"FMA CONTRACTION {n}", file=sys.stderr)
     return 1 if failures(result) else 0
 
 

@@ -17,6 +17,7 @@ object, strings, None, datetime, longdouble) raises TypeError.
 from __future__ import annotations
 
 import numpy as np
+from numpy.exceptions import AxisError
 from numpy.lib.array_utils import normalize_axis_index
 
 F16 = np.dtype(np.float16)
@@ -58,12 +59,29 @@ def as_array(where, a, argname):
     return arr
 
 
-def out_rule(where, out_shape, readonly, out_dtype, shape, compute):
+def axis_index(where, axis, ndim):
+    """``axis`` normalized for ``ndim`` dimensions; an AxisError (a
+    ValueError and an IndexError, as NumPy's) naming ``where`` otherwise."""
+    try:
+        return normalize_axis_index(axis, ndim)
+    except AxisError:
+        raise AxisError(axis, ndim, f"fastact.{where}") from None
+
+
+def out_rule(where, out_shape, readonly, out_dtype, shape, compute, broadcast=False):
     """The ``out=`` rule for any array (host or GPU): the result's shape,
     writable, and a float dtype that ``compute`` results cast to (same_kind).
-    ``shape`` None: the shape is left to NumPy's ufunc broadcasting rules."""
+    ``shape`` None: the shape is left to NumPy's ufunc broadcasting rules;
+    ``broadcast``: NumPy's ufunc rule, ``shape`` must broadcast to out's."""
     if shape is not None and tuple(out_shape) != tuple(shape):
-        raise ValueError(f"fastact.{where}: out shape {tuple(out_shape)} != result shape {tuple(shape)}")
+        fits = False
+        if broadcast:
+            try:
+                fits = np.broadcast_shapes(tuple(shape), tuple(out_shape)) == tuple(out_shape)
+            except ValueError:
+                pass
+        if not fits:
+            raise ValueError(f"fastact.{where}: out shape {tuple(out_shape)} != result shape {tuple(shape)}")
     if readonly:
         raise ValueError(f"fastact.{where}: output array is read-only")
     out_dtype = np.dtype(out_dtype)
@@ -71,7 +89,7 @@ def out_rule(where, out_shape, readonly, out_dtype, shape, compute):
         raise TypeError(f"fastact.{where}: cannot write {compute} results into out of dtype {out_dtype}")
 
 
-def check_out(where, out, shape, compute):
+def check_out(where, out, shape, compute, broadcast=False):
     """A host ``out=`` (an ndarray or a 1-tuple of one, as NumPy accepts)
     checked by ``out_rule``; None stays None."""
     if out is None:
@@ -80,8 +98,22 @@ def check_out(where, out, shape, compute):
         out = out[0]
     if not isinstance(out, np.ndarray):
         raise TypeError(f"fastact.{where}: out must be a NumPy array, got {type(out)}")
-    out_rule(where, out.shape, not out.flags.writeable, out.dtype, shape, compute)
+    out_rule(where, out.shape, not out.flags.writeable, out.dtype, shape, compute, broadcast)
     return out
+
+
+def overlaps(out, arrays):
+    """``out`` shares memory with one of ``arrays`` without being the same
+    view of it (where a kernel that runs in pieces could overwrite input
+    that a later piece reads)."""
+    for a in arrays:
+        if a is out or not np.may_share_memory(a, out):
+            continue
+        same = (a.shape == out.shape and a.strides == out.strides
+                and a.__array_interface__["data"][0] == out.__array_interface__["data"][0])
+        if not same:
+            return True
+    return False
 
 
 def row_axis(where, shapes, axis, names=("grad", "y")):
@@ -96,28 +128,28 @@ def row_axis(where, shapes, axis, names=("grad", "y")):
     ndim = len(shapes[0])
     if ndim == 0:
         raise ValueError(f"fastact.{where}: needs at least 1 dimension, got a 0-d array")
-    return normalize_axis_index(axis, ndim)
+    return axis_index(where, axis, ndim)
 
 
 def half_axis(where, shape, axis):
     """(ax, half): the normalized ``axis`` of an array of ``shape`` split in
     two halves along it (a gated unit's ``[a | b]`` form), and the halves' length."""
     if len(shape) == 0:
-        raise ValueError(f"fastact.{where}: a single input needs at least 1 dimension")
-    ax = normalize_axis_index(axis, len(shape))
+        raise ValueError(f"fastact.{where}: a single input needs at least 1 dimension, got a 0-d array")
+    ax = axis_index(where, axis, len(shape))
     n = shape[ax]
     if n % 2:
         raise ValueError(f"fastact.{where}: axis {axis} has odd length {n}; it must split in two halves")
     return ax, n // 2
 
 
-def channel_axis(ndim, axis):
+def channel_axis(ndim, axis, where="prelu"):
     """prelu's channel axis of an ``ndim``-d input, or None: like PyTorch,
     inputs with fewer than 2 dimensions have no channel axis under the
     default axis=1 (one weight)."""
     if ndim < 2 and axis == 1:
         return None
-    return normalize_axis_index(axis, ndim)
+    return axis_index(where, axis, ndim)
 
 
 def check_weight_shape(where, wshape, shape, ax):

@@ -122,7 +122,9 @@ class ActivationFunction:
         uf, params, defaults = _cpu.select(self._entry, kind, compute, params)
         if kind == "forward" and defaults and not params and compute is result:
             self._fast[compute] = uf
-        out = args.check_out(where, out, None, compute)  # shapes: NumPy's broadcasting
+        if out is not None:  # shapes: NumPy's broadcasting (out may be larger), errors named
+            shape = arrays[0].shape if len(arrays) == 1 else np.broadcast_shapes(*(a.shape for a in arrays))
+            out = args.check_out(where, out, shape, compute, broadcast=True)
         if mask is not True:
             shape = np.broadcast_shapes(*(a.shape for a in arrays), np.shape(mask))
             full = quiet_call(uf, *[np.broadcast_to(a, shape) for a in arrays], *params, dtype=compute)

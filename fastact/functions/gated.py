@@ -77,6 +77,7 @@ class GatedFunction:
             raise ValueError(f"fastact.{name}: a shape {a.shape} and b shape {b.shape} do not broadcast") from None
         compute, result = args.compute_dtypes(name, [a, b])
         uf = _cpu.gated_ufunc(entry, compute)
+        out = args.check_out(name, out, shape, compute, broadcast=True)
         if out is None and result != compute:
             out = np.empty(shape, result)
         return quiet_call(uf, a, b, out=out, dtype=compute)

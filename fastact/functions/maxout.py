@@ -15,11 +15,11 @@ from __future__ import annotations
 import operator
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_index
 
 from fastact.cuda import interop as _gpu
 from fastact.cuda import elementwise as gpu_kernels
 from fastact.functions import args
+from fastact.functions.args import quiet_call
 
 
 def _check_groups(where, shape, k, axis):
@@ -32,7 +32,7 @@ def _check_groups(where, shape, k, axis):
         raise TypeError(f"fastact.{where}: k must be an integer, got {k!r}") from None
     if k < 1:
         raise ValueError(f"fastact.{where}: k must be >= 1, got {k}")
-    ax = normalize_axis_index(axis, len(shape))
+    ax = args.axis_index(where, axis, len(shape))
     if shape[ax] % k:
         raise ValueError(f"fastact.{where}: axis {axis} has length {shape[ax]}, not divisible by k={k}")
     return ax, k
@@ -71,13 +71,18 @@ Examples
             with _gpu.on_device("maxout", x, out):
                 return self._forward_gpu(x, k, axis, out)
         x, ax, k, g = _grouped("maxout", x, k, axis)
+        compute, result = args.compute_dtypes("maxout", [x])
         if x.dtype.kind in "biu":
             g = g.astype(np.float64)
         res = np.max(g, axis=-1)  # NaN-propagating
         res = np.moveaxis(res, -1, ax)
+        if res.dtype != result:  # a byte-swapped input: a native result
+            res = res.astype(result)
         if out is None:
             return res
-        np.copyto(out, res, casting="same_kind")
+        # res is new memory: an out overlapping x is written after x is read
+        out = args.check_out("maxout", out, res.shape, compute)
+        quiet_call(np.copyto, out, res, casting="same_kind")  # float64 -> float32 may overflow to inf
         return out
 
     def backward(self, grad, x, k, axis=-1):
@@ -91,8 +96,7 @@ Examples
             raise ValueError(
                 f"fastact.maxout.backward: grad shape {grad.shape} != output shape {expected}"
             )
-        compute, _ = args.compute_dtypes("maxout.backward", [grad, x])
-        dtype = np.result_type(grad, x) if compute == np.result_type(grad, x) else compute
+        _, dtype = args.compute_dtypes("maxout.backward", [grad, x])  # float16 stays float16
         idx = np.argmax(g, axis=-1)  # first max; first NaN if any
         dx = np.zeros(x.shape, dtype=dtype)
         dm = np.moveaxis(dx, ax, -1)

@@ -125,7 +125,7 @@ Examples
         """(xg, ax, slope operand or None, scalar slope or None, w)."""
         xg = _gpu.operands(where, [(x, "x")])[0]
         nd = len(xg.shape)
-        ax = args.channel_axis(nd, axis)
+        ax = args.channel_axis(nd, axis, where)
         if not _gpu.is_gpu(weight):
             w = args.as_array(where, weight, "weight")
             if w.size != 1 or w.ndim > 1:
@@ -153,6 +153,7 @@ Examples
         compute, result = args.compute_dtypes("prelu", [x, w])
         direct = False
         if out is not None:
+            args.check_out("prelu", out, x.shape, compute, broadcast=True)
             out, direct = _out(out, x, compute)
             if direct is None:  # NumPy's ufunc machinery: broadcasting, casts, its errors
                 return quiet_call(_cpu.ufunc(_LEAKY, "forward", compute), x, wb, out=out, dtype=compute)
@@ -178,7 +179,7 @@ Examples
         x = args.as_array(where, x, "x")
         if grad.shape != x.shape:
             raise ValueError(f"fastact.{where}: grad shape {grad.shape} != x shape {x.shape}")
-        ax = args.channel_axis(x.ndim, axis)
+        ax = args.channel_axis(x.ndim, axis, where)
         w, _ = _weight(where, weight, x, ax)
         compute, result = args.compute_dtypes(where, [grad, x, w])
         shape3, (g3, x3), w1 = _operands([grad, x], w, ax, compute)
@@ -193,18 +194,21 @@ Examples
             parts.append((chans, acc))
 
         _chunks(shape3, run)
-        if len(parts) == 1:
-            s, e = parts[0][1]
-        else:  # chunks of rows sum every channel: fold them with two-sums
-            s, e = np.zeros((2, w1.size))
-            for chans, (ps, pe) in parts:
-                t = s[chans] + ps
-                e[chans] += two_sum_err(s[chans], ps, t) + pe
-                s[chans] = t
-        dw = (s + e).astype(result)
+        # an infinite partial sum makes its two-sum error NaN (inf - inf), as in
+        # the kernel's own fold, which raises no warning: nor does any chunking
+        with np.errstate(invalid="ignore", over="ignore"):
+            if len(parts) == 1:
+                s, e = parts[0][1]
+            else:  # chunks of rows sum every channel: fold them with two-sums
+                s, e = np.zeros((2, w1.size))
+                for chans, (ps, pe) in parts:
+                    t = s[chans] + ps
+                    e[chans] += two_sum_err(s[chans], ps, t) + pe
+                    s[chans] = t
+            dw = quiet_call((s + e).astype, result)  # float64 sums: an overflow to +-inf is the result
         dw = dw.reshape(w.shape) if w.ndim else dw.reshape(())[()]
         if result != compute:
-            dx = dx.astype(result)
+            dx = quiet_call(dx.astype, result)
         return (dx[()] if dx.ndim == 0 else dx), dw
 
     def _backward_gpu(self, where, grad, x, weight, axis):

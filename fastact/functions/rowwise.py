@@ -61,9 +61,14 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
     ax = args.row_axis(where_name, [a.shape for a in arrays], axis)
     compute, result = args.compute_dtypes(where_name, arrays)
     x0 = arrays[0]
-    arrays = [a if a.dtype == compute else a.astype(compute) for a in arrays]
     out = args.check_out(where_name, out, x0.shape, compute)
-    target = out if out is not None and out.dtype == compute else np.empty(x0.shape, compute)
+    # an out partly overlapping an input gets the results of a separate
+    # target: the rows run in chunks on threads, and a chunk's out rows can
+    # be another chunk's input rows (out=x itself is safe: each row is read
+    # before it is written)
+    direct = out is not None and out.dtype == compute and not args.overlaps(out, arrays)
+    arrays = [a if a.dtype == compute else a.astype(compute) for a in arrays]
+    target = out if direct else np.empty(x0.shape, compute)
     if compute == np.float32:  # the vectorized float32 kernels
         row_fn, name = row_fn[1], name + "_f32"
     else:
@@ -89,9 +94,9 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
 
         _threads.for_chunks(chunk, tmoved.shape[0], tmoved.size)
     if out is None:
-        return target if result == compute else target.astype(result)
+        return target if result == compute else quiet_call(target.astype, result)  # float16: overflow to inf
     if target is not out:
-        np.copyto(out, target, casting="same_kind")
+        quiet_call(np.copyto, out, target, casting="same_kind")  # an overflow to inf is the result
     return out
 
 

@@ -259,22 +259,46 @@ def test_kernel_source_is_grid_stride_with_the_catalog_formula():
         is fastact.relu.catalog_entry.forward  # no float32 evaluation: widened to float64
 
 
-@pytest.mark.parametrize("name", ["swiglu", "geglu"])
-def test_gated_units(name):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,approximate", [("swiglu", "none"), ("geglu", "none"), ("geglu", "tanh")])
+def test_gated_units(name, approximate, dtype):
+    _check_gated(name, approximate, dtype)
+
+
+def test_gated_check_fails_when_the_gpu_ignores_approximate(monkeypatch):
+    from fastact.catalog import CATALOG
+
+    run = _elementwise.elementwise
+
+    def erf_form_only(where, entry, *args, **kw):
+        return run(where, CATALOG["gelu"] if entry is CATALOG["gelu_tanh"] else entry, *args, **kw)
+
+    monkeypatch.setattr(_elementwise, "elementwise", erf_form_only)
+    with pytest.raises(AssertionError):
+        _check_gated("geglu", "tanh", np.float32)
+
+
+def _check_gated(name, approximate, dtype):
     fn = fastact.FUNCTIONS[name]
-    a = np.linspace(-4, 4, 12).reshape(3, 4)
-    b = np.linspace(2, -1, 12).reshape(3, 4)
+    kw = {"approximate": approximate}
+    a = np.linspace(-4, 4, 12).reshape(3, 4).astype(dtype)
+    b = np.linspace(2, -1, 12).reshape(3, 4).astype(dtype)
     ad, bd = cuda.to_device(a), cuda.to_device(b)
-    _same(fn(ad, bd).copy_to_host(), fn(a, b), a.dtype)
+    y = fn(ad, bd, **kw).copy_to_host()
+    _same(y, fn(a, b, **kw), a.dtype)
     x = np.concatenate([a, b], axis=-1)
-    _same(fn(cuda.to_device(x)).copy_to_host(), fn(x), a.dtype)  # split halves
-    g = np.linspace(1, 2, 12).reshape(3, 4)
-    da, db = fn.backward(cuda.to_device(g), ad, bd)
-    wa, wb = fn.backward(g, a, b)
+    _same(fn(cuda.to_device(x), **kw).copy_to_host(), fn(x, **kw), a.dtype)  # split halves
+    g = np.linspace(1, 2, 12).reshape(3, 4).astype(dtype)
+    da, db = fn.backward(cuda.to_device(g), ad, bd, **kw)
+    wa, wb = fn.backward(g, a, b, **kw)
     _same(da.copy_to_host(), wa, a.dtype)
     _same(db.copy_to_host(), wb, a.dtype)
-    dx = fn.backward(cuda.to_device(g), cuda.to_device(x))
-    _same(dx.copy_to_host(), fn.backward(g, x), a.dtype)
+    dx = fn.backward(cuda.to_device(g), cuda.to_device(x), **kw)
+    _same(dx.copy_to_host(), fn.backward(g, x, **kw), a.dtype)
+    if approximate != "none":  # the GPU honours the choice: not the exact form's values
+        exact = [fn(a, b), *fn.backward(g, a, b)]
+        for got, other in zip([y, da.copy_to_host(), db.copy_to_host()], exact):
+            assert np.count_nonzero(got != other) >= got.size // 2
 
 
 def test_prelu_forward_and_dx():
