@@ -53,11 +53,12 @@ Special rows as the CPU: -inf entries give 0 / -inf; a row holding NaN or
 Backward: one pass for the row sum (softmax: the dot product sum(g*y) as a
 double-double, the product's error by Dekker's ``two_prod_err`` in float64,
 exact for float32 storage; log_softmax: the compensated sum of g), merged
-the same way, then one pass that writes. softmax: ``y*((g - s) - c)``;
+the same way, then one pass that writes. softmax: ``y*((g - s) - c)``
+(float64: halved where g - s overflows, ``softmax_backward_elem_wide``);
 log_softmax: the CPU float64 element step (``g - exp(y) S``, with exp as a
-double-double where the result cancels). float32 storage keeps the CPU
-float32 kernel's results on non-finite sums (where the compensation is NaN):
-``g - exp(y) S`` without it.
+double-double where the result cancels). A row sum of +-inf or NaN is
+summed again scaled, as on the CPU (``wide_sum``): the formula's IEEE
+value, never a NaN from an error term.
 
 In the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, no warp shuffles) the
 same kernels run as Python, with ``shfl_xor_sync`` emulated per warp.
@@ -85,20 +86,24 @@ from fastact.cuda.rows_steps import (
     push32,
     rest32,
     softmax_a,
-    softmax_bwd_elem32,
     softmax_elem32,
     start32,
     start64,
     sum_push,
+    wide_sum,
 )
 from fastact.scalar.registry import KernelTable
 from fastact.scalar.rows import (
+    INV_SCALE,
     log_softmax_backward_elem,
+    log_softmax_backward_elem_scaled,
     log_softmax_elem,
     merge64,
     push64,
     rest64,
     softmax_backward_elem,
+    softmax_backward_elem_scaled,
+    softmax_backward_elem_wide,
     softmax_elem,
 )
 from fastact.scalar.rows32 import log_softmax_elem32
@@ -244,23 +249,34 @@ def _forward_block(W, D, START, PUSH, MERGE, REST, WARP_MERGE, A, ELEM):
 
 
 def _backward_steps(name, dtype):
-    """(W, D, PUSH, ELEM, WARP_MERGE): the storage's compute type, float64,
-    and the steps of backward kernel ``name``."""
+    """(W, D, PUSH, ELEM, SCALED, WARP_MERGE): the storage's compute type,
+    float64, and the steps of backward kernel ``name`` (SCALED: the write
+    step of a row whose sum overflowed, see ``wide_sum``)."""
     import numba
 
     f64 = np.dtype(dtype) == np.float64
     W = numba.float64 if f64 else numba.float32
     if name == "softmax_backward":
         PUSH = dot_push64 if f64 else dot_push32
-        ELEM = softmax_backward_elem if f64 else softmax_bwd_elem32
+        # float32 storage computes in float64, where its g - S cannot overflow
+        ELEM = softmax_backward_elem_wide if f64 else softmax_backward_elem
+        SCALED = softmax_backward_elem_scaled
     else:
         PUSH = sum_push
         ELEM = log_softmax_backward_elem if f64 else log_softmax_bwd_elem32
-    return W, numba.float64, PUSH, ELEM, build_warp_merge3()
+        SCALED = log_softmax_backward_elem_scaled
+    return W, numba.float64, PUSH, ELEM, SCALED, build_warp_merge3()
+
+
+# Both paths: a row sum that is +-inf or NaN (rare; the same in every
+# thread of the row, so the branch is uniform) is summed again with g scaled
+# by 2**-64, as on the CPU: an overflow of finite terms is undone, and a
+# +-inf operand drops the compensation (inf - inf = NaN) for the formula's
+# IEEE value.
 
 
 # one warp per row: the lanes' sums merged by the butterfly
-def _backward_warp(W, D, PUSH, ELEM, WARP_MERGE):
+def _backward_warp(W, D, PUSH, ELEM, SCALED, WARP_MERGE):
     def backward_warp(g, y, out):
         tid = cuda.threadIdx.x
         lane = tid & 31
@@ -279,9 +295,22 @@ def _backward_warp(W, D, PUSH, ELEM, WARP_MERGE):
                 j += 32
             s, c, cc = WARP_MERGE(s, c, cc)
             c += cc
+            scaled = False
+            if not (abs(s) < INF):
+                s2 = D(0.0)
+                c2 = D(0.0)
+                cc2 = D(0.0)
+                j = np.int64(lane)
+                while j < n:
+                    s2, c2, cc2 = PUSH(s2, c2, cc2, D(g[row, j]) * INV_SCALE, D(y[row, j]))
+                    j += 32
+                s2, c2, cc2 = WARP_MERGE(s2, c2, cc2)
+                s, c, scaled = wide_sum(s, s2, c2 + cc2)
             j = np.int64(lane)
             while j < n:
-                out[row, j] = W(ELEM(D(g[row, j]), D(y[row, j]), s, c))
+                gj = D(g[row, j])
+                yj = D(y[row, j])
+                out[row, j] = W(SCALED(gj, yj, s, c) if scaled else ELEM(gj, yj, s, c))
                 j += 32
             row += rstep
 
@@ -289,7 +318,7 @@ def _backward_warp(W, D, PUSH, ELEM, WARP_MERGE):
 
 
 # one block per row: the warps' sums merged from shared memory by every thread
-def _backward_block(W, D, PUSH, ELEM, WARP_MERGE):
+def _backward_block(W, D, PUSH, ELEM, SCALED, WARP_MERGE):
     def backward_block(g, y, out):
         ss = cuda.shared.array(NWMAX, D)
         sc = cuda.shared.array(NWMAX, D)
@@ -324,9 +353,33 @@ def _backward_block(W, D, PUSH, ELEM, WARP_MERGE):
                 s, c, cc = merge3(s, c, cc, ss[w], sc[w], scc[w])
             c += cc
             cuda.syncthreads()  # read before the next row writes
+            scaled = False
+            if not (abs(s) < INF):
+                s2 = D(0.0)
+                c2 = D(0.0)
+                cc2 = D(0.0)
+                j = np.int64(tid)
+                while j < n:
+                    s2, c2, cc2 = PUSH(s2, c2, cc2, D(g[row, j]) * INV_SCALE, D(y[row, j]))
+                    j += nt
+                s2, c2, cc2 = WARP_MERGE(s2, c2, cc2)
+                if lane == 0:
+                    ss[warp] = s2
+                    sc[warp] = c2
+                    scc[warp] = cc2
+                cuda.syncthreads()
+                s2 = ss[0]
+                c2 = sc[0]
+                cc2 = scc[0]
+                for w in range(1, nw):
+                    s2, c2, cc2 = merge3(s2, c2, cc2, ss[w], sc[w], scc[w])
+                cuda.syncthreads()
+                s, c, scaled = wide_sum(s, s2, c2 + cc2)
             j = np.int64(tid)
             while j < n:
-                out[row, j] = W(ELEM(D(g[row, j]), D(y[row, j]), s, c))
+                gj = D(g[row, j])
+                yj = D(y[row, j])
+                out[row, j] = W(SCALED(gj, yj, s, c) if scaled else ELEM(gj, yj, s, c))
                 j += nt
             row += cuda.gridDim.x
 

@@ -27,9 +27,9 @@ from fastact.scalar.eft import two_prod_err, two_sum_err
 from fastact.scalar.mathlib import exp, log1p
 from fastact.scalar.registry import KernelTable, scalar
 from fastact.scalar.rows import (
+    SCALE,
     exp_diff,
     log_softmax_backward_elem,
-    softmax_backward_elem,
 )
 from fastact.scalar.rows32 import CANCEL as CANCEL32
 from fastact.scalar.rows32 import exp_diff as exp_diff32
@@ -179,20 +179,29 @@ def sum_push(s, c, cc, g, y):
 
 
 @scalar
-def softmax_bwd_elem32(g, y, s, c):
-    if not (abs(c) < INF):  # non-finite sum: the CPU float32 kernel's NaN
-        return y * (g - s) if s == s and abs(s) < INF else NAN
-    return softmax_backward_elem(g, y, s, c)
+def wide_sum(s, s2, c2):
+    """(s, c, scaled) of a backward row whose sum s is +-inf or NaN, from the
+    row's sum again with every g scaled by 2**-64, s2 + c2 (as the CPU's
+    ``*_backward_wide``): not finite either, a +-inf or NaN operand, and the
+    formula's IEEE value from s with no compensation (its inf - inf is NaN);
+    else the true sum, unscaled where it fits (scaled False), else scaled
+    (the write steps ``*_elem_scaled``)."""
+    if not (abs(s2) < INF):
+        return s, 0.0, False
+    if abs(s2 * SCALE) < INF:
+        return s2 * SCALE, c2 * SCALE, False
+    return s2, c2, True
 
 
 @scalar
 def log_softmax_bwd_elem32(g, y, s, c):
     """float32 storage (as ``fastact.scalar.rows32``): g - exp(y) S in float64; where
-    it cancels, the float64 step; a non-finite compensation is left out."""
+    it cancels, the float64 step; a non-finite product (y = +inf) takes no
+    compensation (inf * 0 would be NaN)."""
     e = exp(y) if y == y else y
     p = e * s
-    cz = c if abs(c) < INF else 0.0
-    r = (g - p) - e * cz
+    t = e * c
+    r = (g - p) - (t if abs(p) < INF else 0.0)
     if abs(r) < CANCEL32 * abs(p):
         return log_softmax_backward_elem(g, y, s, c)
     return r

@@ -165,17 +165,33 @@ def softmax_elem(v, m, norm):
 
 @scalar
 def log_softmax_elem(v, m, lse):
-    """(v - m) - lse, the rounding error of v - m added back (m finite)."""
-    if v == NEG_INF:
-        return NEG_INF
+    """(v - m) - lse, the rounding error of v - m added back (m finite).
+
+    A difference that overflows (v = -max, m = max) or a -inf entry gives
+    d = -inf, whose two-sum error is NaN: the error is dropped there (one
+    return; a conditional expression, which LLVM makes a select, and which
+    the CUDA simulator, running this as Python, does not evaluate into an
+    inf - inf warning)."""
     d = v - m
-    return (d - lse) + two_sum_err(v, -m, d)
+    return (d - lse) + (two_sum_err(v, -m, d) if d > NEG_INF else 0.0)
 
 
 @scalar
 def softmax_backward_elem(g, y, s, c):
-    """y * (g - S) for the row's dot product S = s + c (a double-double)."""
+    """y * (g - S) for the row's dot product S = s + c (a double-double; c
+    is 0 where s is not finite)."""
     return y * ((g - s) - c)
+
+
+@scalar
+def softmax_backward_elem_wide(g, y, s, c):
+    """``softmax_backward_elem`` where g - S may overflow although y (g - S)
+    does not (|S| >= 2**970, e.g. g = max, S = -max / 2): there halved,
+    2 (y (g/2 - S/2)), which is exact while y (g - S) / 2 is normal, as it is
+    for |g - S| >= 2**917 (the nonzero differences of such g and S). A
+    select: the plain value wherever g - s is finite."""
+    d = g - s
+    return y * (d - c) if abs(d) < INF else 2.0 * (y * ((0.5 * g - 0.5 * s) - 0.5 * c))
 
 
 @scalar
@@ -187,10 +203,18 @@ def log_softmax_backward_elem(g, y, s, c):
     e = exp(y) if y == y else y
     p = e * s
     r = (g - p) - (two_prod_err(e, s, p) + e * c)
-    if not (abs(r) >= 0.5 * abs(p)) and y > -700.0 and y < 709.0:
-        eh, el = exp_dd(y)
-        p = eh * s
-        r = (g - p) - (two_prod_err(eh, s, p) + (eh * c + el * s))
+    if not (abs(r) >= 0.5 * abs(p)):
+        # cancels, or NaN: an infinite p (y = +inf, exp(y) S overflowing,
+        # S = +-inf with c = 0) has a NaN product error, dropped, as g - p
+        # is then the IEEE value (here, not in the common path: a select
+        # there costs 7%)
+        if y > -700.0 and y < 709.0:
+            eh, el = exp_dd(y)
+            p = eh * s
+            t = two_prod_err(eh, s, p) + (eh * c + el * s)
+        else:
+            t = two_prod_err(e, s, p) + e * c
+        r = (g - p) - (t if abs(p) < INF else 0.0)
     return r
 
 
@@ -214,6 +238,23 @@ def log_softmax_row(x, out):
     lse = log1p(rest)
     for i in range(x.shape[0]):
         out[i] = log_softmax_elem(np.float64(x[i]), m, lse)
+    if rest == 0.0:
+        dominant_zero_sign(x, m, out)
+
+
+@scalar
+def dominant_zero_sign(x, m, out):
+    """A rest of 0 with another finite entry is an underflow (the others lie
+    more than 745 below m): the maximum's -log1p(rest) is then a negative
+    number too small for a float, -0.0 (a lone finite entry's is +0.0, as
+    written). Rows of one finite entry come here too: one short scan."""
+    k = 0
+    for i in range(x.shape[0]):
+        k += 1 if np.float64(x[i]) > NEG_INF else 0
+    if k > 1:
+        for i in range(x.shape[0]):
+            if np.float64(x[i]) == m:
+                out[i] = -0.0
 
 
 @scalar
@@ -236,8 +277,72 @@ def softmax_backward_row(g, y, out):
         c2 += two_sum_err(c, t, v)
         c = v
     c += c2
+    if not (abs(s) < WIDE):  # rare: see softmax_backward_wide
+        softmax_backward_wide(g, y, s, c, out)
+        return
     for i in range(y.shape[0]):
         out[i] = softmax_backward_elem(np.float64(g[i]), np.float64(y[i]), s, c)
+
+
+# Rows whose sum is huge or not finite. Below WIDE no g - S overflows (it
+# would need |S| >= ulp(max) / 2 = 2**970); a sum that overflowed although
+# its terms are finite is recomputed scaled by 2**-64 (then no sum of up to
+# 2**64 terms below max overflows).
+WIDE = 2.0**970
+SCALE = 2.0**64
+INV_SCALE = 2.0**-64
+
+
+@scalar
+def softmax_backward_elem_scaled(g, y, s, c):
+    """y (g - S) from S 2**-64 = s + c: 2**64 (y (g 2**-64 - s - c))."""
+    return SCALE * softmax_backward_elem(g * INV_SCALE, y, s, c)
+
+
+@scalar
+def log_softmax_backward_elem_scaled(g, y, s, c):
+    """g - exp(y) S from S 2**-64 = s + c: 2**64 (g 2**-64 - exp(y) (s + c));
+    a g not exact when scaled (|g| < 2**-958) is added unscaled."""
+    gs = g * INV_SCALE
+    if gs * SCALE == g:
+        return SCALE * log_softmax_backward_elem(gs, y, s, c)
+    return g + SCALE * log_softmax_backward_elem(0.0, y, s, c)
+
+
+@scalar
+def softmax_backward_wide(g, y, s, c, out):
+    """softmax_backward_row's write for |s| >= WIDE, inf or NaN. A non-finite
+    s leaves NaN error terms (inf - inf), dropped: a grad of +-inf gives the
+    formula's IEEE value, +-inf off that entry. An s overflowed from finite
+    products is recomputed scaled: if the dot product fits after all, the
+    write as above; else (|S| > max) y (g - S) = 2**64 (y (g 2**-64 - S
+    2**-64)), the scaling exact unless y (g - S) 2**-64 is subnormal, which
+    would take g within 2**-958 / y of such an S; a g too small to scale
+    exactly (|g| < 2**-958) is absorbed by it."""
+    if abs(s) < INF:
+        for i in range(y.shape[0]):
+            out[i] = softmax_backward_elem_wide(np.float64(g[i]), np.float64(y[i]), s, c)
+        return
+    s2 = 0.0
+    c2 = 0.0
+    for i in range(y.shape[0]):
+        gi = np.float64(g[i]) * INV_SCALE
+        yi = np.float64(y[i])
+        p = gi * yi
+        u = s2 + p
+        c2 += two_sum_err(s2, p, u) + two_prod_err(gi, yi, p)
+        s2 = u
+    if not (abs(s2) < INF):  # a +-inf or NaN term (or one beyond max 2**64)
+        for i in range(y.shape[0]):
+            out[i] = softmax_backward_elem(np.float64(g[i]), np.float64(y[i]), s, 0.0)
+    elif abs(s2 * SCALE) < INF:  # S fits: only g - S may overflow
+        s2 *= SCALE
+        c2 *= SCALE
+        for i in range(y.shape[0]):
+            out[i] = softmax_backward_elem_wide(np.float64(g[i]), np.float64(y[i]), s2, c2)
+    else:
+        for i in range(y.shape[0]):
+            out[i] = softmax_backward_elem_scaled(np.float64(g[i]), np.float64(y[i]), s2, c2)
 
 
 @scalar
@@ -250,5 +355,40 @@ def log_softmax_backward_row(g, y, out):
         u = s + gi
         c += two_sum_err(s, gi, u)
         s = u
+    if not (abs(s) < INF):  # rare: see log_softmax_backward_wide
+        log_softmax_backward_wide(g, y, s, out)
+        return
     for i in range(y.shape[0]):
         out[i] = log_softmax_backward_elem(np.float64(g[i]), np.float64(y[i]), s, c)
+
+
+@scalar
+def log_softmax_backward_wide(g, y, s, out):
+    """log_softmax_backward_row's write for a sum s of +-inf or NaN. Summed
+    again scaled by 2**-64: if that is not finite either, a grad entry is
+    +-inf or NaN and the formula's IEEE value is written (the NaN error
+    term of inf - inf dropped); else S overflowed from finite terms (e.g.
+    g = [max, max], where g - exp(y) S is finite): S as the scaled sum, the
+    plain write where S fits, else g - exp(y) S = 2**64 (g 2**-64 -
+    exp(y) S 2**-64): exp(y) S 2**-64 >= 2**-50 where exp(y) > 0, so the
+    scaled result is normal where nonzero and the scaling exact; a g below
+    2**-958 (not exact when scaled) is added unscaled, which is g itself
+    where exp(y) = 0."""
+    s2 = 0.0
+    c2 = 0.0
+    for i in range(y.shape[0]):
+        gi = np.float64(g[i]) * INV_SCALE
+        u = s2 + gi
+        c2 += two_sum_err(s2, gi, u)
+        s2 = u
+    if not (abs(s2) < INF):
+        for i in range(y.shape[0]):
+            out[i] = log_softmax_backward_elem(np.float64(g[i]), np.float64(y[i]), s, 0.0)
+    elif abs(s2 * SCALE) < INF:
+        s2 *= SCALE
+        c2 *= SCALE
+        for i in range(y.shape[0]):
+            out[i] = log_softmax_backward_elem(np.float64(g[i]), np.float64(y[i]), s2, c2)
+    else:
+        for i in range(y.shape[0]):
+            out[i] = log_softmax_backward_elem_scaled(np.float64(g[i]), np.float64(y[i]), s2, c2)

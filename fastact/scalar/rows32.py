@@ -331,6 +331,23 @@ def log_softmax_row32(x, out):
     else:  # a dominant entry (lse tiny) next to a large maximum
         for i in range(x.shape[0]):
             out[i] = np.float32(log_softmax_elem32(x[i], m, lse))
+        if lse < 2.0**-140:
+            _lone_entry_zero(x, m, out)
+
+
+@scalar
+def _lone_entry_zero(x, m, out):
+    """The sums clamp -inf entries to -128 below the maximum (a term of
+    ~2**-185 that no result feels but this one): a row whose only finite
+    entry is m has lse = 0 exactly, its log_softmax +0.0, not the -0.0 of
+    -tiny (which is right where another finite entry lies far below)."""
+    k = 0
+    for i in range(x.shape[0]):
+        k += 1 if x[i] > NEG_INF else 0
+    if k == 1:
+        for i in range(x.shape[0]):
+            if x[i] == m:
+                out[i] = np.float32(0.0)
 
 
 # ----------------------------------------------------------------- backward
@@ -344,6 +361,7 @@ def log_softmax_row32(x, out):
 # falls back: log_softmax.backward was slower than softmax.backward for its
 # float64 exp (degree 13, two-factor scaling), not for the fallback.
 CANCEL = 2.0**-20
+BIG32 = 2.0**103
 CANCEL_EXP = 2.0**-14
 
 _SHIFT64 = 6755399441055744.0  # 1.5 * 2**52
@@ -378,6 +396,12 @@ def softmax_backward_row32(g, y, out):
     # y (g - S), g - S as the pair dh + dl (S itself as a float32 pair):
     # one rounding per entry
     s = _dot(g, y)
+    if not (abs(s) < BIG32):
+        # g - S may overflow float32 (it needs |S| >= ulp(max) / 2 = 2**103),
+        # or S is +-inf / NaN (a +-inf or NaN operand): the float64 kernel,
+        # where neither overflows and the formula's IEEE value comes out
+        softmax_backward_row(g, y, out)
+        return
     sh = _F(s)
     sl = _F(s - np.float64(sh))
     lim = _F(CANCEL) * abs(sh)

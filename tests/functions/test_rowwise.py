@@ -320,3 +320,139 @@ def test_float32_log_softmax_backward_zero_and_extreme_sums():
         y2 = np.full(3000, np.log(1 / 3000), f32)
         ref = fastact.log_softmax.backward(g2.astype(np.float64), y2.astype(np.float64))
         assert A.ulps_f32(fastact.log_softmax.backward(g2, y2), ref).max() <= BOUND
+
+
+# ---------------------------------------------- overflow and infinities
+# Rows where a difference, a product or a sum of the formulas overflows or
+# holds +-inf: the result is the formula's value evaluated exactly and rounded
+# once (IEEE: +-inf beyond max, a signed zero below the subnormals, NaN only
+# from inf - inf or 0 * inf), never a NaN from an error term.
+
+_W = 4000  # bits: every sum and product of these floats is exact in mpmath
+
+
+def _mpf(v):
+    v = float(v)
+    return mp.mpf(v) if np.isfinite(v) else (mp.nan if np.isnan(v) else (mp.inf if v > 0 else -mp.inf))
+
+
+def _round(v, dtype):
+    """An mpmath value rounded to ``dtype`` (the sign of an underflow kept);
+    ``v`` a float is an IEEE zero whose sign is already set."""
+    if isinstance(v, float):
+        return np.array(v, dtype)
+    if mp.isnan(v):
+        return np.array(np.nan, dtype)
+    fi = np.finfo(dtype)
+    if abs(v) >= mp.mpf(float(fi.max)) + mp.mpf(2) ** (fi.maxexp - 2 - fi.nmant):  # max + ulp / 2: +-inf
+        return np.array(np.inf if v > 0 else -np.inf, dtype)
+    with np.errstate(over="ignore"):
+        return np.array(float(v), np.float64).astype(dtype)
+
+
+def _times(y, d):
+    """y * d for y a float: an exact zero y keeps the IEEE sign of the product."""
+    if y == 0 and mp.isfinite(d):
+        return y * (1.0 if d >= 0 else -1.0)
+    return _mpf(y) * d
+
+
+def _ref_softmax_backward(g, y):
+    with mp.workprec(_W):
+        dot = mp.fsum(_mpf(a) * _mpf(b) for a, b in zip(g, y))
+        return [_times(b, _mpf(a) - dot) for a, b in zip(g, y)]
+
+
+def _ref_log_softmax_backward(g, y):
+    with mp.workprec(_W):
+        s = mp.fsum(_mpf(a) for a in g)
+        out = []
+        for a, b in zip(g, y):
+            e = mp.exp(_mpf(b)) if np.isfinite(b) else (mp.inf if b > 0 else (mp.mpf(0) if b < 0 else mp.nan))
+            p = mp.nan if (e == 0 and mp.isinf(s)) else e * s
+            out.append(_mpf(a) - p)
+        return out
+
+
+def _ref_log_softmax(x):
+    with mp.workprec(_W):
+        m = max(float(v) for v in x)
+        top = x.index(m)  # rest: every term but one maximum's (1 + rest rounds)
+        rest = mp.fsum(mp.exp(_mpf(v) - _mpf(m)) for i, v in enumerate(x) if v > -np.inf and i != top)
+        return [(-np.inf if v == -np.inf else _mpf(v) - _mpf(m) - mp.log1p(rest)) for v in x]
+
+
+def _assert_ieee(got, ref, dtype, what):
+    """NaN, infinities and zeros (with their sign) exactly, finite values
+    within BOUND ulps."""
+    want = np.array([_round(v, dtype) for v in ref])
+    assert got.dtype == want.dtype
+    for i, (a, b) in enumerate(zip(got, want)):
+        if not np.isfinite(b) or b == 0:
+            ok = (np.isnan(a) and np.isnan(b)) or (a == b and np.signbit(a) == np.signbit(b))
+        else:
+            ulp = 2.0 ** (np.frexp(float(b))[1] - 1 - np.finfo(dtype).nmant)  # np.spacing(max) is inf
+            ok = np.isfinite(a) and abs(float(a) - float(b)) <= BOUND * ulp
+        assert ok, f"{what} ({np.dtype(dtype)}) at {i}: got {a!r}, expected {b!r}; row {got!r}"
+
+
+def _backward_cases(M):
+    inf = np.inf
+    p = [0.125, 0.25, 0.0, 0.625]
+    return {
+        # g - sum(g y) overflows: 1.5 max
+        "softmax": [
+            ([M, -M, M, 0.5], [0.25, 0.75, 0.0, 0.0]),
+            ([1.0, inf, 2.0, 3.0], p),
+            ([1.0, -inf, 2.0, 3.0], p),
+            ([M, M, -M], [1.0, 1.0, 1.0]),  # the sum overflows, S = max
+            ([M, M, 1.0], [1.0, 1.0, 1e-30]),  # S = 2 max: y (g - S) finite
+            ([-M, -M, 0.5, 2.0], [0.5, 0.5, 0.25, 1e-30]),
+        ],
+        "log_softmax": [
+            ([M, M, 1.0, 1.0], [np.log(0.5), np.log(0.5), -inf, -inf]),  # sum(g) overflows
+            ([1.0, inf, 2.0, 3.0], np.log([0.1, 0.2, 0.3, 0.4])),
+            ([1.0, -inf, 2.0, 3.0], np.log([0.1, 0.2, 0.3, 0.4])),
+            ([1.0, 2.0, 3.0], [inf, -1.0, -2.0]),  # exp(y) = inf
+            ([M, M, 1e-30], [np.log(0.25), np.log(0.25), -inf]),  # S = 2 max
+            ([-M, -M, 3.0, 1e-30], [np.log(0.375), np.log(0.5), np.log(0.125), -inf]),
+        ],
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_overflow_and_infinities_give_the_ieee_value(dtype):
+    M = float(np.finfo(dtype).max)
+    refs = {"softmax": _ref_softmax_backward, "log_softmax": _ref_log_softmax_backward}
+    with np.errstate(all="ignore"):  # the references' own inf - inf
+        for name, rows in _backward_cases(M).items():
+            f = getattr(fastact, name)
+            for g, y in rows:
+                g = np.array(g, dtype)
+                y = np.array(y, dtype)
+                want = refs[name](g.tolist(), y.tolist())
+                _assert_ieee(f.backward(g, y), want, dtype, f"{name}.backward({g!r}, {y!r})")
+                # the same row among ordinary rows (row-wise fix-ups stay in their row)
+                ordinary = np.tile(np.array([0.1, 0.2, 0.3, 0.4][: len(g)], dtype), (3, 1))
+                G = np.vstack([ordinary, g[None, :], ordinary])
+                Y = np.vstack([ordinary, y[None, :], ordinary])
+                both = f.backward(G, Y)
+                np.testing.assert_array_equal(both[3], f.backward(g, y))
+                np.testing.assert_array_equal(both[0], f.backward(ordinary[0], ordinary[0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_softmax_overflowing_difference_and_zero_signs(dtype):
+    M = float(np.finfo(dtype).max)
+    inf = np.inf
+    rows = [
+        [M, -M, 0.0, 1.0],  # x - max = -2 max: -inf, not NaN; the maximum -0.0 (rest underflows)
+        [M, M, -M, -M],
+        [M, M / 2, -M, 0.0],
+        [7.0],  # one entry: exactly 0, +0.0
+        [5.0, -inf, -inf],
+        [0.0, -800.0],  # float64: exp(-800) underflows, the maximum -0.0
+    ]
+    for x in rows:
+        x = np.array(x, dtype)
+        _assert_ieee(fastact.log_softmax(x), _ref_log_softmax(x.tolist()), dtype, f"log_softmax({x!r})")
