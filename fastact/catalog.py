@@ -180,6 +180,7 @@ ENTRIES = [
     Activation(
         name="leaky_relu",
         cheap=True,
+        forward32=P.leaky_relu32,
         forward=P.leaky_relu,
         grad=P.leaky_relu_grad,
         grad_y=P.leaky_relu_grad_y,
@@ -189,7 +190,7 @@ ENTRIES = [
         grad_y_formula="1 if y > 0 else negative_slope",
         kinks="leaky_relu'(0) = negative_slope (PyTorch).",
         stability="one rounding.",
-        limits=lambda s: (-INF if s > 0 else (INF if s < 0 else 0.0), INF, s, 1.0),
+        limits=lambda s: (-INF if s > 0 else (INF if s < 0 else -s), INF, s, 1.0),  # s = +-0: s * (x < 0) = -+0
         ref=lambda mp, x, s: x if x > 0 else s * x,
         ref_grad=lambda mp, x, s: mp.mpf(1) if x > 0 else s,
         ref_grad_y=lambda mp, y, s: mp.mpf(1) if y > 0 else s,
@@ -379,7 +380,7 @@ ENTRIES = [
         stability="x * e / (1 + e) with e = exp(x) for x < 0 (x e^x squared from "
         "exp(x/2) below -700 so subnormal results stay accurate); near the "
         "gradient's zero at x = -1.2785 a polynomial in x - root avoids cancellation; "
-        "silu(-inf) = 0, silu'(+inf) = 1 (no inf*0 NaN).",
+        "silu(-inf) = -0.0, silu'(+inf) = 1 (no inf*0 NaN).",
         limits=lambda: (-0.0, INF, -0.0, 1.0),
         ref=lambda mp, x: x * _sig(mp, x),
         ref_grad=lambda mp, x: _sig(mp, x) * (1 + x * _sig(mp, -x)),

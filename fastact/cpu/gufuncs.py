@@ -10,6 +10,7 @@ import numpy as np
 
 from fastact.cpu.stamp import stamp
 from fastact.cpu.ufuncs import DUFUNCS, NUMBA_NAME, add_loop, lazy_vectorize, named
+from fastact.scalar.eft import prod3
 from fastact.scalar.registry import KernelTable
 
 
@@ -41,13 +42,15 @@ _ROWS = {1: _row1, 2: _row2, 3: _row3}
 
 
 def _gated_backward(f, fp, stamp):
-    # one pass over (grad, a, b) writing both gradients of y = f(a) * b
+    # one pass over (grad, a, b) writing both gradients of y = f(a) * b;
+    # da = (grad * b) * f'(a) by prod3: a zero f'(a) after an overflowing
+    # grad * b is the exact zero, not inf * 0 (the CUDA kernel's rule too)
     def gated_backward(g, a, b, da, db):
         stamp  # noqa: B018
         for i in range(a.shape[0]):
             gi = np.float64(g[i])
             ai = np.float64(a[i])
-            da[i] = (gi * np.float64(b[i])) * fp(ai)
+            da[i] = prod3(gi, np.float64(b[i]), fp(ai))
             db[i] = gi * f(ai)
 
     return gated_backward
@@ -99,7 +102,7 @@ def gated_ufunc(entry, dtype):
         return lazy_vectorize(named(_gated_forward(entry.forward, stamp()), name))
 
     uf = DUFUNCS.get((name, "forward"), build)
-    return add_loop(uf, (name, "forward", np.dtype(dtype)), dtype, 2)
+    return add_loop(uf, (name, "forward", np.dtype(dtype)), dtype, 2, in_place=2)
 
 
 def gated_backward_gufunc(entry, dtype):

@@ -25,7 +25,7 @@ call (``two_sum_err``, the formula) recompiles them.
 import numpy as np
 
 from fastact.cpu.ufuncs import runner
-from fastact.scalar.eft import two_sum_err
+from fastact.scalar.eft import split_prod, split_total, two_sum_err
 from fastact.scalar.registry import KernelTable, scalar
 
 KERNELS = KernelTable()
@@ -114,6 +114,28 @@ def _prelu_backward(run, key):
     return prelu_backward
 
 
+def _prelu_dweight_split(key):
+    def prelu_dweight_split(g3, x3, c):
+        key  # noqa: B018
+        outer, _, inner = x3.shape
+        s = e = sb = eb = sp = 0.0
+        for o in range(outer):
+            for i in range(inner):
+                xv = np.float64(x3[o, c, i])
+                if not (xv > 0.0):
+                    small, big, special = split_prod(np.float64(g3[o, c, i]), xv)
+                    t = s + small
+                    e += two_sum_err(s, small, t)
+                    s = t
+                    t = sb + big
+                    eb += two_sum_err(sb, big, t)
+                    sb = t
+                    sp += special
+        return split_total(s + e, sb + eb, sp)
+
+    return prelu_dweight_split
+
+
 def _build(maker, entry, kind, name):
     kernel = maker(*runner(entry, kind))  # the stamp before Numba compiles, as for the ufuncs
     kernel.__name__ = kernel.__qualname__ = name
@@ -127,6 +149,26 @@ def prelu_forward(entry):
     (``entry``: leaky_relu's catalog entry) in y3's dtype, all C-contiguous."""
     return KERNELS.get(("prelu_forward", entry.name),
                        lambda: _build(_prelu_forward, entry, "forward", "prelu_forward"))
+
+
+def prelu_dweight_split():
+    """``kernel(g3, x3, c) -> float``: channel c's dweight, the sum of g*x over
+    ``not (x > 0)``, with the IEEE meaning of the exact sum (``split_prod``):
+    +-inf where it overflows or an infinite term has no opposite one, NaN
+    only for a NaN operand, inf - inf or 0 * inf; else the compensated sum of
+    the rounded products, as ``prelu_backward``'s, with those that overflow
+    (or nearly) summed scaled. The rare path for a channel whose
+    ``prelu_backward`` sum is not finite: there an infinite running sum makes
+    the error terms NaN, and products that overflow may cancel."""
+    def build():
+        import numba
+
+        from fastact.cpu.stamp import stamp
+
+        kernel = _prelu_dweight_split(stamp())
+        return numba.njit(cache=True, nogil=True)(kernel)
+
+    return KERNELS.get(("prelu_dweight_split",), build)
 
 
 def prelu_backward(entry):

@@ -192,12 +192,15 @@ def lazy_vectorize(kernel):
     return numba.vectorize(cache=True)(kernel)
 
 
-def add_loop(uf, key, dtype, nin):
+def add_loop(uf, key, dtype, nin, in_place=0):
+    """``uf``'s ``dtype`` loop of ``nin`` inputs, compiled once per ``key``;
+    its first ``in_place`` inputs get a vectorized loop for ``out=`` that
+    input (``loopfix.fastact_loops``)."""
     if key not in _compiled:
         with COMPILE_LOCK:
             if key not in _compiled:
                 t = NUMBA_NAME[np.dtype(dtype)]
-                with fastact_loops():
+                with fastact_loops(in_place):
                     uf.add(f"{t}({', '.join([t] * nin)})")
                 _compiled.add(key)
     return uf.ufunc
@@ -333,8 +336,9 @@ def _build_fixed(entry, kind, dtype, consts):
     run, key = runner(entry, kind)
     d = lazy_vectorize(named(maker(run, consts, key), name))
     t = NUMBA_NAME[dtype]
-    with fastact_loops():
-        d.add(f"{t}({', '.join([t] * (1 if kind == 'forward' else 2))})")
+    nin = 1 if kind == "forward" else 2
+    with fastact_loops(in_place=nin):
+        d.add(f"{t}({', '.join([t] * nin)})")
     return d
 
 
@@ -416,8 +420,12 @@ def select(entry, kind, dtype, params):
 def ufunc(entry, kind, dtype):
     """The real ``np.ufunc`` of ``entry``'s ``kind`` with a compiled ``dtype`` loop."""
     dtype = np.dtype(dtype)
-    nin = (1 if kind == "forward" else 2) + len(entry.params)
-    return add_loop(dufunc(entry, kind), (entry.name, kind, dtype), dtype, nin)
+    data = 1 if kind == "forward" else 2
+    nin = data + len(entry.params)
+    # parameters as inputs are broadcast scalars (stride 0) in every
+    # in-place call but a raw one with parameter arrays: no in-place loop
+    in_place = 0 if entry.params else data
+    return add_loop(dufunc(entry, kind), (entry.name, kind, dtype), dtype, nin, in_place)
 
 
 def full_ufunc(entry, kind):
@@ -436,9 +444,10 @@ def full_ufunc(entry, kind):
             if old.ufunc.types[0].startswith("d"):
                 import numba
 
-                nin = (1 if kind == "forward" else 2) + len(entry.params)
+                data = 1 if kind == "forward" else 2
+                nin = data + len(entry.params)
                 sigs = [f"{t}({', '.join([t] * nin)})" for t in ("float32", "float64")]
-                with fastact_loops():
+                with fastact_loops(0 if entry.params else data):
                     rebuilt = numba.vectorize(sigs, cache=True)(old._dispatcher.py_func)
                 DUFUNCS.replace((entry.name, kind), rebuilt)
         uf = dufunc(entry, kind).ufunc

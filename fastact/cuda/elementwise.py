@@ -27,6 +27,7 @@ from fastact.cuda.interop import (
     view,
 )
 from fastact.functions.args import compute_dtypes
+from fastact.scalar.eft import prod3
 from fastact.scalar.registry import KernelTable
 
 _KERNELS = KernelTable()
@@ -47,11 +48,12 @@ _BODY = {
     "backward": ("o0[{i}] = G(i0[{i}]) * f(W(i1[{i}]){params})",),
     # gated unit: y = f(a) * b (float64, as the CPU gated ufunc)
     "gated": ("o0[{i}] = f(D(i0[{i}])) * D(i1[{i}])",),
-    # gated backward: (grad, a, b) -> (grad * b * f'(a), grad * f(a))
+    # gated backward: (grad, a, b) -> (grad * b * f'(a), grad * f(a)), the
+    # first as prod3 (as the CPU gufunc: no inf * 0 = NaN after grad * b overflows)
     "gated_backward": (
         "g = D(i0[{i}])",
         "a = D(i1[{i}])",
-        "o0[{i}] = (g * D(i2[{i}])) * fp(a)",
+        "o0[{i}] = prod3(g, D(i2[{i}]), fp(a))",
         "o1[{i}] = g * f(a)",
     ),
 }
@@ -125,7 +127,7 @@ def pyfunc(entry, kind, dtype, nparams, ndim=1, param_arrays=False):
     src = _source(name, body_kind, nparams, ndim, param_arrays)
     w = numba.float32 if is32 else numba.float64
     g = numba.float32 if (is32 and dtype == np.float32) else numba.float64
-    ns = {"cuda": target.cuda(), "f": f, "fp": fp, "W": w, "D": numba.float64, "G": g}
+    ns = {"cuda": target.cuda(), "f": f, "fp": fp, "W": w, "D": numba.float64, "G": g, "prod3": prod3}
     exec(compile(src, f"<fastact.cuda {name}>", "exec"), ns)
     fn = ns[name]
     fn.__fastact_source__ = src

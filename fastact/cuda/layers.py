@@ -19,8 +19,12 @@ Semantics are the CPU layers' (``fastact.maxout`` / ``prelu``), exactly:
 * ``prelu_dweight``: dweight[c] = sum over rows of g*x where ``not (x > 0)``
   (NaN x counts and propagates), products and sums in float64 with
   Neumaier compensation, as the CPU reduction. The final value is
-  ``sum + compensation``, so an infinite product gives NaN on both targets
-  (the compensation of an infinite sum is NaN), as on the CPU.
+  ``sum + compensation`` where that is finite; where it is not (the
+  compensation of an infinite sum is NaN, and products that overflow may
+  cancel), the block sums the channel again by ``split_prod`` /
+  ``split_total``, as the CPU: +-inf where the exact sum overflows or an
+  infinite term has no opposite one, NaN only for a NaN operand, inf - inf
+  or 0 * inf.
 
 Kernels are grid-stride loops with 64-bit indices. The reduction is one block
 per channel (grid-stride over channels), the block's threads striding over
@@ -33,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastact.cuda import target
-from fastact.scalar.eft import two_sum_err
+from fastact.scalar.eft import split_prod, split_total, two_sum_err
 from fastact.scalar.registry import KernelTable, scalar
 
 _KERNELS = KernelTable()
@@ -116,6 +120,9 @@ def _prelu_dweight_fn(dtype):
     def prelu_dweight(x2, g2, out):
         ss = cuda.shared.array(NT, numba.float64)
         ee = cuda.shared.array(NT, numba.float64)
+        sb = cuda.shared.array(NT, numba.float64)
+        eb = cuda.shared.array(NT, numba.float64)
+        sp = cuda.shared.array(NT, numba.float64)
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         rows = x2.shape[0]
@@ -149,7 +156,61 @@ def _prelu_dweight_fn(dtype):
                 cuda.syncthreads()
                 m = h
             if tid == 0:
-                out[ch] = ss[0] + ee[0]
+                sp[0] = ss[0] + ee[0]
+            cuda.syncthreads()
+            total = sp[0]
+            cuda.syncthreads()
+            if not (total - total == 0.0):
+                # rare (the whole block): a sum that is not finite, where an
+                # infinite running sum made the errors NaN (inf - inf) or
+                # products that overflow may cancel; again, by split_prod
+                # (the CPU's prelu_dweight_split), with the IEEE meaning of
+                # the exact sum
+                s = D(0.0)
+                e = D(0.0)
+                s1 = D(0.0)
+                e1 = D(0.0)
+                s3 = D(0.0)
+                r = tid
+                while r < rows:
+                    xv = D(x2[r, ch])
+                    if not (xv > 0.0):
+                        small, big, special = split_prod(D(g2[r, ch]), xv)
+                        s2 = s + small
+                        e += two_sum_err(s, small, s2)
+                        s = s2
+                        s2 = s1 + big
+                        e1 += two_sum_err(s1, big, s2)
+                        s1 = s2
+                        s3 += special
+                    r += nt
+                ss[tid] = s
+                ee[tid] = e
+                sb[tid] = s1
+                eb[tid] = e1
+                sp[tid] = s3
+                cuda.syncthreads()
+                m = nt
+                while m > 1:
+                    h = (m + 1) // 2
+                    if tid < m - h:
+                        a = ss[tid]
+                        b = ss[tid + h]
+                        s2 = a + b
+                        ee[tid] = (ee[tid] + ee[tid + h]) + two_sum_err(a, b, s2)
+                        ss[tid] = s2
+                        a = sb[tid]
+                        b = sb[tid + h]
+                        s2 = a + b
+                        eb[tid] = (eb[tid] + eb[tid + h]) + two_sum_err(a, b, s2)
+                        sb[tid] = s2
+                        sp[tid] = sp[tid] + sp[tid + h]
+                    cuda.syncthreads()
+                    m = h
+                if tid == 0:
+                    total = split_total(ss[0] + ee[0], sb[0] + eb[0], sp[0])
+            if tid == 0:
+                out[ch] = total
             cuda.syncthreads()  # shared arrays reused by the next channel
             ch += cuda.gridDim.x
 

@@ -203,3 +203,22 @@ def quiet_call(uf, *args, **kwargs):
         return uf(*args, **kwargs)
     finally:
         EXTOBJ.reset(token)
+
+
+def blocks(shape, limit, whole_rows=False):
+    """Index tuples splitting an array of ``shape`` into blocks of at most
+    ``limit`` elements: whole trailing subarrays where they fit, else single
+    entries of the leading axes and blocks of the rest. ``whole_rows``: the
+    last axis is never split (a row alone may exceed ``limit``)."""
+    if not shape or (whole_rows and len(shape) == 1):
+        yield ()
+        return
+    inner = int(np.prod(shape[1:]))
+    if inner <= limit:
+        step = max(1, limit // inner if inner else shape[0])
+        for i in range(0, shape[0], step):
+            yield (slice(i, i + step),)
+        return
+    for i in range(shape[0]):
+        for rest in blocks(shape[1:], limit, whole_rows):
+            yield (i,) + rest

@@ -16,6 +16,8 @@ chunks on ``fastact.cpu.threads``; GPU arrays go to ``fastact.cuda``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from fastact.catalog import ENTRIES, Activation
@@ -27,6 +29,34 @@ from fastact.cuda import interop as _gpu
 from fastact.functions import args
 from fastact.functions.args import quiet_call
 from fastact.functions.docstrings import docstring
+
+# elements per block of a cast output: the blocks of each operand (64 KiB
+# of float32) stay in cache between the kernel and the casts; measured
+# 1.3-1.7x faster than NumPy's cast of the whole output, and 2**15-2**16 no
+# faster than 2**14
+CAST_BLOCK = 1 << 14
+
+
+def _cast_blocks(*operands, out, dtype, loop):
+    """``loop(*operands, out=out, dtype=dtype)`` for an ``out`` of another dtype
+    (float16 results of the float32 loop, float32 ``x`` into a float64
+    ``out``), computed in ``CAST_BLOCK``-element blocks of ``dtype`` and cast
+    into ``out`` block by block. Handed the ``out`` itself, NumPy would cast
+    through a ``dtype`` copy of the whole output: Numba's ufuncs flag their
+    outputs READWRITE|UPDATEIFCOPY, which rules out NumPy's buffered casts.
+    Each result is rounded by the same cast either way: the same bits."""
+    it = np.nditer(
+        [*operands, out],
+        flags=["external_loop", "buffered", "zerosize_ok"],
+        op_flags=[["readonly"]] * len(operands) + [["writeonly", "no_broadcast"]],
+        op_dtypes=[dtype] * (len(operands) + 1),
+        casting="same_kind",
+        buffersize=CAST_BLOCK,
+    )
+    with it:
+        for ops in it:
+            loop(*ops[:-1], out=ops[-1], dtype=dtype)
+    return out
 
 
 class ActivationFunction:
@@ -138,17 +168,20 @@ class ActivationFunction:
             out = np.empty(shape, dtype=result)
         # dtype= pins the loop: NumPy takes the first loop the inputs cast to
         # safely, and float64 may have been compiled before float32
+        run = uf
+        if out is not None and out.dtype != compute:
+            run = functools.partial(_cast_blocks, loop=uf)
         if big:
             views = _threads.split_views(arrays, out)
             if views is not None:
                 ins, o = views
 
                 def chunk(i0, i1):
-                    quiet_call(uf, *[a[i0:i1] for a in ins], *params, out=o[i0:i1], dtype=compute)
+                    quiet_call(run, *[a[i0:i1] for a in ins], *params, out=o[i0:i1], dtype=compute)
 
                 _threads.for_chunks(chunk, o.shape[0], o.size)
                 return out
-        return quiet_call(uf, *arrays, *params, out=out, dtype=compute)
+        return quiet_call(run, *arrays, *params, out=out, dtype=compute)
 
     def __call__(self, x, *, out=None, where=True, **params):
         if type(x) is np.ndarray and out is None and where is True and not params:

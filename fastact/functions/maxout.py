@@ -47,6 +47,11 @@ def _grouped(where, x, k, axis):
     return x, ax, k, xm.reshape(xm.shape[:-1] + (n // k, k))
 
 
+# groups per block of the backward pass: their int64 argmax and flat
+# positions (32 KiB each) stay in cache
+BACKWARD_GROUPS = 1 << 12
+
+
 class Maxout:
     __name__ = __qualname__ = "maxout"
     __module__ = "fastact"
@@ -72,6 +77,13 @@ Examples
                 return self._forward_gpu(x, k, axis, out)
         x, ax, k, g = _grouped("maxout", x, k, axis)
         compute, result = args.compute_dtypes("maxout", [x])
+        if out is not None:
+            shape = x.shape[:ax] + (x.shape[ax] // k,) + x.shape[ax + 1 :]
+            out = args.check_out("maxout", out, shape, compute)
+            if out.dtype == g.dtype and g.dtype.kind == "f" and not np.may_share_memory(out, x):
+                # the maxima straight into out (NaN-propagating, as below)
+                np.max(g, axis=-1, out=np.moveaxis(out, ax, -1))
+                return out
         if x.dtype.kind in "biu":
             g = g.astype(np.float64)
         res = np.max(g, axis=-1)  # NaN-propagating
@@ -97,12 +109,26 @@ Examples
                 f"fastact.maxout.backward: grad shape {grad.shape} != output shape {expected}"
             )
         _, dtype = args.compute_dtypes("maxout.backward", [grad, x])  # float16 stays float16
-        idx = np.argmax(g, axis=-1)  # first max; first NaN if any
         dx = np.zeros(x.shape, dtype=dtype)
         dm = np.moveaxis(dx, ax, -1)
         dg = dm.reshape(g.shape)  # dx is fresh and contiguous: a view
         gm = np.moveaxis(grad, ax, -1)
-        np.put_along_axis(dg, idx[..., None], gm[..., None].astype(dtype, copy=False), axis=-1)
+        # argmax's indices are int64, 8 bytes per group (the input's size for
+        # float32 and k=2): blocks of groups bound them. Along the last axis
+        # a block of dx is contiguous and takes its gradients by flat index;
+        # elsewhere put_along_axis (an index array per dimension, and argmax
+        # copies a strided block: half the groups per block)
+        last = ax == x.ndim - 1
+        limit = BACKWARD_GROUPS if last else BACKWARD_GROUPS // 2
+        starts = np.arange(0, min(limit, dg.size // k) * k, k) if last else None
+        for idx in args.blocks(g.shape[:-1], limit):
+            first = np.argmax(g[idx], axis=-1)  # first max; first NaN if any
+            if last:
+                pos = first.reshape(-1)
+                pos += starts[: pos.size]
+                dg[idx].reshape(-1)[pos] = gm[idx].reshape(-1)
+            else:
+                np.put_along_axis(dg[idx], first[..., None], gm[idx][..., None].astype(dtype, copy=False), axis=-1)
         return dx
 
     # ---------------------------------------------------------------- GPU

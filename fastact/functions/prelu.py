@@ -3,7 +3,11 @@
 ``prelu(x, weight, axis=1)`` = x if x > 0 else weight[c] * x, with c the index
 along ``axis``; ``weight`` is a 1-D array of that axis' length (or of length
 1) or a scalar. It is the catalog's leaky_relu formula with weight[c] as its
-slope: no second formula. NumPy arrays run one compiled kernel
+slope: no second formula (a weight of 0 gives a zero at x = -inf too, the
+limit, not 0 * -inf = NaN). The result dtype is NumPy's for x * weight
+(NEP 50): a Python float or int weight does not promote (float32 x gives
+float32, as leaky_relu with that slope), a NumPy float64 scalar or array
+does. NumPy arrays run one compiled kernel
 (``fastact.cpu.layers``) over a ``(outer, channels, inner)`` view, where the
 weight is hoisted out of each row's loop so that it vectorizes (the
 leaky_relu ufunc with a broadcast weight operand runs NumPy's strided loop);
@@ -17,8 +21,17 @@ dx = grad if x > 0 else weight * grad (prelu'(0) = weight, as PyTorch), and
 dweight[c] = sum of grad * x over x <= 0 in channel c (all other axes), with
 the shape of ``weight``, both from one pass of one kernel. The sum is
 accumulated in float64 with compensation (Neumaier) whatever the input
-dtype, so a reduction over 10^8 float32 elements keeps its digits; NaN in x,
-or in grad where x <= 0, propagates into dweight.
+dtype, so a reduction over 10^8 float32 elements keeps its digits. Special
+values take the IEEE meaning of the exact sum of the products (as a plain
+float64 sum, PyTorch's, for infinite terms): dweight[c] is +-inf where the
+sum overflows or an infinite term (grad = +-inf or x = -inf) has no
+opposite one, and NaN only where +inf meets -inf, 0 * inf occurs or a NaN
+is summed (NaN in x, or in grad where x <= 0). Never the NaN of an
+intermediate: a channel whose compensated sum is not finite (its error
+terms are inf - inf once the running sum is infinite; float64 products may
+overflow and cancel) is summed again from its operands
+(``fastact.cpu.layers.prelu_dweight_split``), rare and per channel. On the
+GPU the same rule (``fastact.cuda.layers.prelu_dweight``).
 """
 
 from __future__ import annotations
@@ -47,6 +60,21 @@ def _weight(where, weight, x, ax):
     if w.ndim == 1 and ax is not None:
         shape[ax] = w.shape[0]
     return w, w.reshape(shape)
+
+
+def _weak(weight):
+    """Whether ``weight`` is a Python int or float, "weak" in NumPy 2's
+    promotion (NEP 50): x's float dtype decides, as in np.multiply(x, 0.3)
+    (float32 stays float32, with 0.3 rounded to float32, as NumPy and
+    leaky_relu's negative_slope have it). A NumPy scalar or array is strong:
+    np.multiply(x32, np.float64(0.3)) is float64."""
+    return isinstance(weight, (int, float)) and not isinstance(weight, np.generic)
+
+
+def _weight_type(arrays, weight, w):
+    """What stands for the weight in ``args.compute_dtypes``: ``w`` itself, or
+    for a weak Python scalar the dtype NumPy gives the others with it."""
+    return np.result_type(*arrays, weight) if _weak(weight) else w
 
 
 def _operands(arrays, w, ax, compute):
@@ -150,7 +178,7 @@ Examples
         x = args.as_array("prelu", x, "x")
         ax = args.channel_axis(x.ndim, axis)
         w, wb = _weight("prelu", weight, x, ax)
-        compute, result = args.compute_dtypes("prelu", [x, w])
+        compute, result = args.compute_dtypes("prelu", [x, _weight_type([x], weight, w)])
         direct = False
         if out is not None:
             args.check_out("prelu", out, x.shape, compute, broadcast=True)
@@ -181,31 +209,43 @@ Examples
             raise ValueError(f"fastact.{where}: grad shape {grad.shape} != x shape {x.shape}")
         ax = args.channel_axis(x.ndim, axis, where)
         w, _ = _weight(where, weight, x, ax)
-        compute, result = args.compute_dtypes(where, [grad, x, w])
+        compute, result = args.compute_dtypes(where, [grad, x, _weight_type([grad, x], weight, w)])
         shape3, (g3, x3), w1 = _operands([grad, x], w, ax, compute)
         dx = np.empty(x.shape, compute)
         dx3 = dx.reshape(shape3)
         kernel = cpu_layers.prelu_backward(_LEAKY)
-        parts = []  # (channels, float64 [sums, errors]) of each chunk
+        parts = []  # (chunk start, channels, float64 [sums, errors]) of each chunk
 
         def run(rows, chans):
             acc = np.zeros((2, w1[chans].size))
             kernel(g3[rows], x3[rows], w1[chans], dx3[rows], acc)
-            parts.append((chans, acc))
+            parts.append((rows[-1].start or 0, chans, acc))
 
         _chunks(shape3, run)
         # an infinite partial sum makes its two-sum error NaN (inf - inf), as in
         # the kernel's own fold, which raises no warning: nor does any chunking
         with np.errstate(invalid="ignore", over="ignore"):
             if len(parts) == 1:
-                s, e = parts[0][1]
-            else:  # chunks of rows sum every channel: fold them with two-sums
+                s, e = parts[0][2]
+            else:  # chunks of rows sum every channel: fold them with two-sums,
+                # in the chunks' order (not the order they finished in), so that
+                # a call's dweight does not depend on thread timing
                 s, e = np.zeros((2, w1.size))
-                for chans, (ps, pe) in parts:
+                for _, chans, (ps, pe) in sorted(parts, key=lambda p: p[0]):
                     t = s[chans] + ps
                     e[chans] += two_sum_err(s[chans], ps, t) + pe
                     s[chans] = t
-            dw = quiet_call((s + e).astype, result)  # float64 sums: an overflow to +-inf is the result
+            dw64 = s + e
+        # a channel whose sum is not finite: an infinite running sum made its
+        # error terms NaN (inf - inf), or products that overflow may cancel;
+        # recomputed with the IEEE meaning of the exact sum (rare: zero cost
+        # where every sum is finite)
+        bad = np.flatnonzero(~np.isfinite(dw64))
+        if bad.size:
+            split = cpu_layers.prelu_dweight_split()
+            for c in bad.tolist():
+                dw64[c] = split(g3, x3, c)
+        dw = quiet_call(dw64.astype, result)  # float64 sums: an overflow to +-inf is the result
         dw = dw.reshape(w.shape) if w.ndim else dw.reshape(())[()]
         if result != compute:
             dx = quiet_call(dx.astype, result)

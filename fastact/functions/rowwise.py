@@ -52,6 +52,12 @@ def _call_rows_gpu(name, arrays, axis, out, where_name):
 # per-entry state there between passes (see its docstring)
 _SCRATCH_ROWS = {K32.softmax_row32: 2}
 
+# elements of the compute dtype that a thread's buffers may hold, over all
+# of a call's converted operands (float16 in or out) and the results of a
+# call in place: 64 KiB of float32, in cache; larger blocks only save Python
+# overhead (measured: in place 2**14 is as fast as NumPy's whole copy was)
+BLOCK_ELEMENTS = 1 << 14
+
 
 def _call_rows(name, row_fn, arrays, axis, out, where_name):
     if _gpu.any_gpu(out, *(a for a, _ in arrays)):
@@ -64,11 +70,20 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
     out = args.check_out(where_name, out, x0.shape, compute)
     # an out partly overlapping an input gets the results of a separate
     # target: the rows run in chunks on threads, and a chunk's out rows can
-    # be another chunk's input rows (out=x itself is safe: each row is read
-    # before it is written)
-    direct = out is not None and out.dtype == compute and not args.overlaps(out, arrays)
-    arrays = [a if a.dtype == compute else a.astype(compute) for a in arrays]
-    target = out if direct else np.empty(x0.shape, compute)
+    # be another chunk's input rows. out= an input itself runs in blocks of
+    # rows, each computed into a buffer and then copied into out: handed the
+    # input as its out, NumPy would copy the whole input (a gufunc gets no
+    # exemption for identical operands)
+    apart = out is None or not args.overlaps(out, arrays)
+    if apart:
+        target = np.empty(x0.shape, result) if out is None else out
+    else:
+        target = np.empty(x0.shape, compute)
+    # sharing memory without a partial overlap: out= is an input itself
+    in_place = apart and out is not None and any(np.may_share_memory(a, out) for a in arrays)
+    # float16 operands are converted block by block (no float32 copy of the
+    # input); in place, each block's results go to a buffer, then into out
+    convert = [a.dtype != compute for a in arrays] + [target.dtype != compute or in_place]
     if compute == np.float32:  # the vectorized float32 kernels
         row_fn, name = row_fn[1], name + "_f32"
     else:
@@ -86,18 +101,69 @@ def _call_rows(name, row_fn, arrays, axis, out, where_name):
         # scratch rows: new ones per call (per thread), broadcast over the rows
         quiet_call(gu, *ins, *(np.empty(n, compute) for _ in range(scratch)), out=o)
 
+    if any(convert) or in_place:
+        # a converted input's buffer of strided rows holds its entries two
+        # apart (_converted); strided rows get half the elements per block
+        # (the kernel's own scratch rows are as long), which costs little
+        # overhead next to the kernel's 10-30 ns per element
+        weight = sum((1 if unit else 2) for c in convert[:-1] if c) + convert[-1]
+        limit = BLOCK_ELEMENTS // max(1, weight) // (1 if unit else 2)
+
+        def blocks(ins, o):
+            # buffers of the converted operands, the rows' layout kept
+            # (unit-stride rows stay unit-stride): the kernel reads them as
+            # it reads the float32 rows
+            bufs = {}
+            rows = [np.empty(n, compute) for _ in range(scratch)]
+            for idx in args.blocks(o.shape, limit, whole_rows=True):
+                ob = o[idx]
+                if ob.size == 0:
+                    continue
+                bins = [_converted(bufs, k, a[idx], compute) if convert[k] else a[idx]
+                        for k, a in enumerate(ins)]
+                if convert[-1]:  # results are stored entry by entry: any layout
+                    res = _converted(bufs, -1, ob, compute, strided=False)
+                    gu(*bins, *rows, out=res)
+                    np.copyto(ob, res, casting="same_kind")  # float16: overflow to inf
+                else:
+                    gu(*bins, *rows, out=ob)
+
+        def run(ins, o):
+            quiet_call(blocks, ins, o)
+    else:
+        run = call
     if tmoved.ndim == 1:
-        call(moved, tmoved)
+        run(moved, tmoved)
     else:
         def chunk(i0, i1):
-            call([m[i0:i1] for m in moved], tmoved[i0:i1])
+            run([m[i0:i1] for m in moved], tmoved[i0:i1])
 
         _threads.for_chunks(chunk, tmoved.shape[0], tmoved.size)
-    if out is None:
-        return target if result == compute else quiet_call(target.astype, result)  # float16: overflow to inf
-    if target is not out:
-        quiet_call(np.copyto, out, target, casting="same_kind")  # an overflow to inf is the result
+    if out is None or target is out:
+        return target
+    quiet_call(np.copyto, out, target, casting="same_kind")  # an overflow to inf is the result
     return out
+
+
+def _converted(bufs, key, a, dtype, strided=None):
+    """A buffer of ``a``'s shape (a block of rows) in ``dtype``, kept in
+    ``bufs`` under ``key``, holding ``a`` (``strided`` None) or to be written
+    (False: C-ordered). A C-ordered array, or, for rows of ``a`` that are not
+    unit-stride, the same rows strided (each row's entries two apart): the
+    kernel's reductions run on the layout they run on for ``dtype`` input."""
+    copy = strided is None
+    if copy:
+        strided = a.shape[-1] > 1 and a.strides[-1] != a.itemsize
+    size = 2 * a.size if strided else a.size
+    buf = bufs.get(key)
+    if buf is None or buf.size < size:
+        buf = bufs[key] = np.empty(size, dtype)
+    b = buf[:size].reshape(a.shape[:-1] + (a.shape[-1], 2) if strided else a.shape)
+    if strided:
+        b = b[..., 0]
+    if copy:
+        np.copyto(b, a)
+    return b
 
 
 class RowFunction:

@@ -72,3 +72,62 @@ def two_sum_err(a, b, s):
     """Exact error ``a+b - s`` of the rounded sum ``s = fl(a+b)`` (Knuth)."""
     bb = s - a
     return (a - (s - bb)) + (b - bb)
+
+
+@scalar
+def prod3(a, b, c):
+    """``(a * b) * c`` wherever that is finite (the same two roundings), else
+    the IEEE value of the exact product: where ``a * b`` overflows and ``c``
+    is small the exact product may be finite, or a zero for ``c`` = 0 (not
+    ``inf * 0`` = NaN). Then it is ``(big * c) * small``, ``big`` the larger
+    of ``|a|``, ``|b|``: ``|big| >= 2**512`` there, so ``big * c`` neither
+    overflows (``|c| < 1`` for a finite result) nor becomes subnormal, and
+    the one overflow left is the exact product's. NaN stays where the exact
+    product has one (a NaN factor, an infinite factor times a zero). One
+    branch, finite or not, always predicted right (choosing big by a select
+    on random data made a mispredicted branch: swiglu.backward 10% slower)."""
+    p = (a * b) * c
+    if p - p == 0.0:
+        return p
+    big = a if abs(a) >= abs(b) else b
+    small = b if abs(a) >= abs(b) else a
+    return (big * c) * small
+
+
+#: prelu's dweight recomputation (``split_prod``): products from this
+#: magnitude on are summed scaled by TERM_SCALE**2 = 2**-1100, so neither sum
+#: can overflow (below it, 2**53 terms sum to under 2**1023; scaled, a
+#: product of two float64 is under 2**948), and none underflows (such a
+#: product's factors are over 2**-54, scaled over 2**-604)
+BIG_TERM = 2.0 ** 970
+TERM_SCALE = 2.0 ** -550
+TERM_UNSCALE = 2.0 ** 550
+
+
+@scalar
+def split_prod(a, b):
+    """``a * b`` (float64) as ``(small, big, special)``, two of them 0.0: the
+    rounded product where it is finite and under ``BIG_TERM``; else, for
+    finite factors, the product scaled by ``TERM_SCALE**2`` (rounded once,
+    never overflowing); for an infinite or NaN factor IEEE's product (+-inf,
+    or NaN: 0 * inf). Summing each part apart, ``split_total`` gives a sum of
+    products with the IEEE meaning of the exact sum: +-inf only where it
+    overflows or an infinite term has no opposite one, NaN only where +inf
+    meets -inf, 0 * inf or a NaN occurs."""
+    p = a * b
+    if abs(p) < BIG_TERM:
+        return p, 0.0, 0.0
+    if a - a == 0.0 and b - b == 0.0:  # finite: a product from 2**970 or one that overflowed
+        return 0.0, (a * TERM_SCALE) * (b * TERM_SCALE), 0.0
+    return 0.0, 0.0, p
+
+
+@scalar
+def split_total(small, big, special):
+    """The float64 total of sums of ``split_prod``'s parts: the infinite or
+    NaN ``special`` sum where there is one (finite terms cannot change it),
+    else ``small + big * 2**1100`` (+-inf where that overflows; the scaling
+    is exact: a nonzero sum of scaled terms is a normal number)."""
+    if special != 0.0:
+        return special
+    return small + (big * TERM_UNSCALE) * TERM_UNSCALE

@@ -7,6 +7,8 @@ kinks follow PyTorch (``relu'(0) = 0``, ``leaky_relu'(0) = negative_slope``).
 
 import math
 
+import numpy as np
+
 from fastact.scalar.fma import fma
 from fastact.scalar.registry import scalar
 
@@ -80,7 +82,29 @@ def relu6_grad_y(y):
 def leaky_relu(x, negative_slope):
     if x > 0.0:
         return x
-    return x * negative_slope
+    # slope 0: x * 0 is a zero for every finite x, so its limit at x = -inf
+    # too, where the IEEE product 0 * -inf would be NaN; -1 in place of
+    # x < -1 keeps that zero's sign (-0.0 for a slope of +0.0). A select on
+    # operands: the loop still vectorizes, at no measurable cost
+    return (-1.0 if x < -1.0 and negative_slope == 0.0 else x) * negative_slope
+
+
+_ONE32 = np.float32(1.0)
+_ZERO32 = np.float32(0.0)
+
+
+@scalar
+def leaky_relu32(x, negative_slope):
+    """leaky_relu in float32 (the float32 loops; the slope is a float32 value
+    widened, so exact): bitwise the float64 definition rounded to float32,
+    the product of two float32 being exact in float64. Written in float32 so
+    that the select does not keep the product in float64 (LLVM narrows
+    float32(float64(x) * float64(s)) to one float32 product, not with the
+    select in between: 512-bit double code under FASTACT_VECTOR_WIDTH=256)."""
+    s = np.float32(negative_slope)
+    if x > _ZERO32:
+        return x
+    return (-_ONE32 if x < -_ONE32 and s == _ZERO32 else x) * s
 
 
 @scalar

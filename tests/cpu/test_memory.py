@@ -135,17 +135,21 @@ class Case:
     run: object  # run(x, g, o): g an array of x's shape, o the out= array or None
     out_shape: object = None  # x's shape -> out's shape; None: no out=
     warmups: int = 1  # 2: a parameter value other than the default is built in on its second use
+    out_dtype: np.dtype = None  # of out=; None: dtype
 
     def arrays(self, shape, cache=None):
         """(x, g, o) of x's ``shape``, from ``cache`` (a dict) where it has them."""
         cache = {} if cache is None else cache
-        def get(key, shape, scale=6.0):
+        def get(key, shape, scale=6.0, dtype=self.dtype):
             if key not in cache:
-                cache[key] = _data(shape, self.dtype, scale)
+                cache[key] = _data(shape, dtype, scale)
             return cache[key]
         x = get("x", shape)
         g = get("g", shape, -4.0)
-        o = None if self.out_shape is None else get(self.out_shape(shape), self.out_shape(shape))
+        o = None
+        if self.out_shape is not None:
+            dt = self.out_dtype or self.dtype
+            o = get((self.out_shape(shape), dt.name), self.out_shape(shape), dtype=dt)
         return x, g, o
 
     def warm_shape(self):
@@ -238,12 +242,19 @@ def _small_cases():
     cases += _with_out(f"elu_general-forward-float32-{x_size(flat, F32)}", flat, F32, _general_elu)
     cases += _elementwise("sigmoid", fastact.sigmoid, "backward", _shape(SMALL, F64), F64)
     cases += _elementwise("sigmoid", fastact.sigmoid, "forward", _shape(SMALL, F16), F16)
+    cases += _elementwise("gelu", fastact.gelu, "backward", _shape(SMALL, F16), F16)
+    # results of the float32 loop cast into a float64 out= (and float64 into float32)
+    cases.append(Case("sigmoid-forward-float32-into-float64-out", flat, F32,
+                      lambda x, g, o: fastact.sigmoid(x, out=o), _same, out_dtype=F64))
+    cases.append(Case("gelu-backward-float64-into-float32-out", _shape(SMALL, F64), F64,
+                      lambda x, g, o: fastact.gelu.backward(g, x, out=o), _same, out_dtype=F32))
     for f in fastact.ROW_FUNCTIONS.values():
         for shape in (_shape(ROWS, F32, (1024,)), _shape(ROWS, F32, (128, 128))):
             for axis in range(-1, len(shape) - 1):
                 cases += _rows(f, shape, F32, axis)
         cases += _rows(f, _shape(ROWS, F64, (1024,)), F64, 0)
         cases += _rows(f, _shape(ROWS, F16, (1024,)), F16, -1)
+        cases += _rows(f, _shape(ROWS, F16, (128, 128)), F16, 0)  # strided rows
     # in place (out=x, out=grad): identical operands need no copy
     cases += [Case("sigmoid-forward-inplace", flat, F32, lambda x, g, o: fastact.sigmoid(x, out=x)),
               Case("sigmoid-backward-inplace", flat, F32,
@@ -252,7 +263,10 @@ def _small_cases():
     for f in fastact.ROW_FUNCTIONS.values():
         cases += [Case(f"{f.__name__}-inplace", rows, F32, lambda x, g, o, f=f: f(x, out=x)),
                   Case(f"{f.__name__}-backward-inplace", rows, F32,
-                       lambda x, g, o, f=f: f.backward(g, x, out=g))]
+                       lambda x, g, o, f=f: f.backward(g, x, out=g)),
+                  Case(f"{f.__name__}-axis0-inplace", rows, F32, lambda x, g, o, f=f: f(x, axis=0, out=x)),
+                  Case(f"{f.__name__}-backward-axis0-inplace-y", rows, F32,
+                       lambda x, g, o, f=f: f.backward(g, x, axis=0, out=x))]
     return cases + _layer_cases()
 
 
@@ -332,22 +346,9 @@ def _known(reason, *ids):
     return {cid: pytest.mark.xfail(strict=True, reason=reason) for cid in ids}
 
 
-# input-sized temporaries in fastact/functions/* (the fixes belong there)
+# input-sized temporaries in fastact/functions/* (the fixes belong there):
+# none known; an entry is _known(reason, *case ids)
 KNOWN = {
-    **_known("elementwise.py: Numba's DUFunc flags its outputs READWRITE|UPDATEIFCOPY, so NumPy "
-             "writes a cast output (float16 results of the float32 loop) through a float32 "
-             "temporary of the whole output", "sigmoid-forward-float16-64MiB-out",
-             "sigmoid-forward-float16-64MiB"),
-    **_known("rowwise.py: float16 operands are converted to float32 copies (astype) and the "
-             "rows computed into a float32 array of the input's shape",
-             *[c.id for c in CASES if "softmax" in c.id and "float16" in c.id]),
-    **_known("rowwise.py: NumPy copies an input that overlaps out= for a gufunc (identical "
-             "operands are exempt for elementwise ufuncs only)",
-             *[f"{f}{kind}-inplace" for f in fastact.ROW_FUNCTIONS for kind in ("", "-backward")]),
-    **_known("maxout.py: the maximum goes to a new array, then is copied into out",
-             "maxout-k2-axis-1-out", "maxout-k2-axis0-out"),
-    **_known("maxout.py: np.argmax's int64 indices (8 bytes per group: the input's size for "
-             "float32 and k=2)", "maxout-backward-k2-axis-1", "maxout-backward-k2-axis0"),
 }
 assert set(KNOWN) <= set(BY_ID)
 

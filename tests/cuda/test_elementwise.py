@@ -301,6 +301,44 @@ def _check_gated(name, approximate, dtype):
             assert np.count_nonzero(got != other) >= got.size // 2
 
 
+@pytest.mark.parametrize("name", ["swiglu", "geglu"])
+def test_gated_backward_overflowing_grad_times_b(name):
+    """grad * b overflows (float64): da is the CPU's, bitwise (prod3 on both):
+    a signed zero where f'(a) is 0 (not inf * 0 = NaN), the finite exact
+    product where f'(a) is small, +-inf where it overflows; NaN only for
+    inf * 0 or a NaN operand."""
+    fn = fastact.FUNCTIONS[name]
+    M = float(np.finfo(np.float64).max)
+    g = np.array([M, M, -M, M, M, -M, np.inf, M, 0.0])
+    a = np.array([-M, -M, -M, -0.75, 0.5, -700.0, -np.inf, np.nan, 1.0])
+    b = np.array([M, -M, M, 1.5, 2.0, 4.0, 1.0, 1.0, M])
+    with np.errstate(over="ignore"):
+        da, db = fn.backward(cuda.to_device(g), cuda.to_device(a), cuda.to_device(b))
+        wa, wb = fn.backward(g, a, b)
+    _same(da.copy_to_host(), wa, a.dtype)
+    _same(db.copy_to_host(), wb, a.dtype)
+    da = da.copy_to_host()
+    ok = ~np.isnan(wa)
+    np.testing.assert_array_equal(np.signbit(da[ok]), np.signbit(wa[ok]))  # zero signs too
+    assert not np.isnan(da[:6]).any() and np.isnan(da[6:8]).all() and da[8] == 0.0
+    assert da[0] == 0.0 and da[3] != 0 and np.isfinite(da[3]) and da[4] == np.inf
+
+
+def test_prelu_slope_zero_at_minus_inf():
+    """A weight of 0 at x = -inf: the signed zero of slope * x for finite x,
+    not 0 * -inf = NaN (the catalog's leaky_relu, as the CPU)."""
+    x = np.array([[-np.inf, -np.inf, -np.inf], [-2.0, 3.0, -0.0]])
+    w = np.array([0.0, -0.0, 0.5])
+    got = fastact.prelu(cuda.to_device(x), cuda.to_device(w)).copy_to_host()
+    want = np.array([[-0.0, 0.0, -np.inf], [-0.0, 3.0, -0.0]])
+    _same(got, want, x.dtype)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))  # _same ignores zero signs
+    _same(got, fastact.prelu(x, w), x.dtype)
+    _same(fastact.prelu(cuda.to_device(x), 0.0).copy_to_host(), fastact.prelu(x, 0.0), x.dtype)
+    y = fastact.leaky_relu(cuda.to_device(x[0]), negative_slope=0.0).copy_to_host()
+    assert np.all(y == 0) and np.signbit(y).all()
+
+
 def test_prelu_forward_and_dx():
     x = np.linspace(-3, 3, 24).reshape(2, 3, 4)
     w = np.array([0.1, 0.5, 2.0])

@@ -210,7 +210,74 @@ def test_prelu_dweight_nan_inf(cuda):
     cpu = _cpu_dweight(x, g)
     _same(d, cpu)
     assert d[0] == -8.0 and d[1] == -5.0 and np.isnan(d[2])
-    assert np.isnan(d[3])  # an infinite product: NaN compensation, as the CPU
+    # an infinite product with no opposite one: the IEEE sum -inf (PyTorch's),
+    # not the NaN of its compensation (inf - inf), as on the CPU
+    assert d[3] == -np.inf
+
+
+def _ieee_dweight(x, g):
+    """Per channel, sum of g*x over not (x > 0) with the IEEE meaning of the
+    exact sum (exact arithmetic): NaN for a NaN operand, 0 * inf, or +inf
+    with -inf; else the infinite terms' infinity; else the exact sum rounded
+    once (+-inf past the largest float)."""
+    from fractions import Fraction
+
+    res = []
+    for c in range(x.shape[1]):
+        total, infs, nan = Fraction(0), set(), False
+        for xv, gv in zip(x[:, c].tolist(), g[:, c].tolist()):
+            if xv > 0:
+                continue
+            if math.isnan(xv) or math.isnan(gv) or (math.isinf(xv) or math.isinf(gv)) and (xv == 0 or gv == 0):
+                nan = True
+            elif math.isinf(xv) or math.isinf(gv):
+                infs.add(math.copysign(1.0, xv) * math.copysign(1.0, gv))
+            else:
+                total += Fraction(xv) * Fraction(gv)
+        if nan or len(infs) == 2:
+            res.append(math.nan)
+        elif infs:
+            res.append(math.inf * infs.pop())
+        else:
+            try:
+                res.append(float(total))
+            except OverflowError:
+                res.append(math.inf if total > 0 else -math.inf)
+    return np.array(res)
+
+
+def test_prelu_dweight_infinite_and_overflowing_sums(cuda):
+    """The CPU's IEEE sums on the GPU: infinite terms give +-inf (NaN only for
+    +inf with -inf, 0 * inf or a NaN), products that overflow and cancel
+    give their exact finite sum, a sum past the largest float +-inf; the
+    block's second pass (split_prod) over more rows than threads."""
+    stream = cuda.default_stream()
+    M = float(np.finfo(np.float64).max)
+    p = 2.0 ** 515
+    cols = [
+        ([-1.0, -2.0], [np.inf, 1.0]),  # -inf
+        ([-np.inf, -np.inf], [1.0, -1.0]),  # -inf + inf: NaN
+        ([-np.inf, -1.0], [0.0, 1.0]),  # 0 * inf: NaN
+        ([-M, -M], [M, -M]),  # overflowing products that cancel: 0
+        ([-M, -M, -2.0], [M, -M, 3.0]),  # ... leaving -6
+        ([-p, -(p - 2.0 ** 463), 1.0], [p, -p, 3.0]),  # -2**978
+        ([-M, -M / 2, -M], [M, M, -M]),  # -M**2 / 2: -inf
+        ([-1.0, -1.0, -1.0], [M / 2, M / 2, -M]),  # the running sum overflows, the total is 0
+        ([-1.0, -2.0], [3.0, 0.5]),  # finite: the ordinary path
+    ]
+    rows = 40
+    x = np.full((rows, len(cols)), 2.0)  # x > 0: not counted
+    g = np.ones((rows, len(cols)))
+    for c, (xc, gc) in enumerate(cols):
+        at = np.arange(len(xc)) * 13  # spread over the threads' strides
+        x[at, c], g[at, c] = xc, gc
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = _ieee_dweight(x, g)
+        d = _dweight_gpu(cuda, cuda.to_device(x), cuda.to_device(g), stream)
+        cpu = _cpu_dweight(x, g)
+    _same(d, want)
+    _same(cpu, want)
+    assert np.isnan(want[1]) and np.isnan(want[2]) and want[3] == 0.0 and want[5] == -2.0 ** 978
 
 
 def test_prelu_dweight_ill_conditioned(cuda):

@@ -946,3 +946,102 @@ def test_docstring(name):
     result = runner.run(test, out=report.append)
     assert result.failed == 0, "".join(report)
     assert result.attempted >= 3
+
+
+# ------------------------------------------------- outputs of another dtype
+# (fastact.functions.elementwise._cast_blocks: results computed in blocks of
+# the compute dtype and cast into out block by block)
+
+
+def _cast_bits(a):
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize])
+
+
+@pytest.mark.parametrize("n", [1, 5, (1 << 14) - 1, (1 << 14) + 1, 3 * (1 << 14) + 7])
+@pytest.mark.parametrize("name", ["sigmoid", "gelu", "elu", "relu"])
+def test_cast_output_blocks_equal_casting_the_whole_result(name, n):
+    f = fn(name)
+    x = np.linspace(-12, 12, n)
+    x[::7] = np.nan
+    x16, x32 = x.astype(np.float16), x.astype(np.float16).astype(np.float32)
+    g16 = np.cos(np.arange(n) * 0.3).astype(np.float16)
+    g32 = g16.astype(np.float32)
+    # float16 in: float16 results of the float32 loop
+    np.testing.assert_array_equal(_cast_bits(f(x16)), _cast_bits(f(x32).astype(np.float16)))
+    o = np.full(n, 7, np.float16)
+    assert f(x16, out=o) is o
+    np.testing.assert_array_equal(_cast_bits(o), _cast_bits(f(x32).astype(np.float16)))
+    np.testing.assert_array_equal(
+        _cast_bits(f.backward(g16, x16)), _cast_bits(f.backward(g32, x32).astype(np.float16))
+    )
+    # float32 in, float64 out; float64 in, float32 out (overflow to inf is the result)
+    o64 = np.empty(n)
+    f(x32, out=o64)
+    np.testing.assert_array_equal(_cast_bits(o64), _cast_bits(f(x32).astype(np.float64)))
+    xl = x * 1e38
+    o32 = np.empty(n, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f(xl, out=o32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = f(xl).astype(np.float32)
+    np.testing.assert_array_equal(_cast_bits(o32), _cast_bits(want))
+
+
+def test_cast_output_strided_broadcast_and_in_chunks():
+    from fastact.cpu import threads
+
+    x = np.linspace(-6, 6, 3 * threads.MIN_PARALLEL_ELEMENTS + 3).astype(np.float16)
+    want = fastact.sigmoid(x.astype(np.float32)).astype(np.float16)
+    old = threads._num_threads
+    threads.set_num_threads(2)
+    try:  # chunks on threads, each in blocks
+        got = fastact.sigmoid(x)
+        base = np.zeros(2 * x.size, np.float16)
+        fastact.sigmoid(x, out=base[::2])  # a strided out
+    finally:
+        threads.set_num_threads(old)
+    np.testing.assert_array_equal(_cast_bits(got), _cast_bits(want))
+    np.testing.assert_array_equal(_cast_bits(base[::2]), _cast_bits(want))
+    assert not base[1::2].any()
+    # broadcast operands into a float16 out
+    g = np.linspace(-1, 1, 40, dtype=np.float32).reshape(40, 1)
+    xb = np.linspace(-3, 3, 700, dtype=np.float32)
+    o = np.empty((40, 700), np.float16)
+    fastact.gelu.backward(g, xb, out=o)
+    np.testing.assert_array_equal(_cast_bits(o), _cast_bits(fastact.gelu.backward(g, xb).astype(np.float16)))
+
+
+# ----------------------------------------------------------- maxout blocks
+
+
+def _maxout_backward_reference(grad, x, k, axis):
+    xm = np.moveaxis(x, axis, -1)
+    gm = np.moveaxis(grad, axis, -1)
+    dx = np.zeros(xm.shape, np.result_type(grad, x))
+    for pos in np.ndindex(gm.shape):
+        group = xm[pos[:-1]][pos[-1] * k : (pos[-1] + 1) * k]
+        nan = np.flatnonzero(np.isnan(group))
+        j = nan[0] if nan.size else int(np.flatnonzero(group == group.max())[0])
+        dx[pos[:-1] + (pos[-1] * k + j,)] = gm[pos]
+    return np.moveaxis(dx, -1, axis)
+
+
+@pytest.mark.parametrize("groups", [3, 1 << 12])
+@pytest.mark.parametrize("axis,k", [(-1, 2), (-1, 3), (0, 2), (1, 4)])
+def test_maxout_in_blocks(monkeypatch, groups, axis, k):
+    from fastact.functions import maxout as mod
+
+    monkeypatch.setattr(mod, "BACKWARD_GROUPS", groups)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (4, 12, 12)).astype(np.float32)  # ties
+    x[0, 0, :5] = np.nan
+    y = fastact.maxout(x, k, axis=axis)
+    o = np.full(y.shape, 7.0, np.float32)
+    assert fastact.maxout(x, k, axis=axis, out=o) is o
+    np.testing.assert_array_equal(o, y)
+    g = rng.standard_normal(y.shape)
+    for xx in (x, x[:, ::-1, :]):
+        np.testing.assert_array_equal(
+            fastact.maxout.backward(g, xx, k, axis=axis), _maxout_backward_reference(g, xx, k, axis)
+        )

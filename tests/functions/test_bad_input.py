@@ -42,39 +42,6 @@ from tests.functions import _bad_input_cases as B
 # The kernels these cells find wrong (not fastact/functions: compiled
 # formulas in fastact/scalar and fastact/cpu); strict, so a fix shows up.
 KERNEL_BUGS = {
-    "softmax.backward|special|inf":
-        "rows kernel: an infinite grad entry makes the whole row NaN; the formula "
-        "y * (grad - sum(grad * y)) gives -inf/+inf off that entry (NaN only at it)",
-    "log_softmax.backward|special|inf":
-        "rows kernel: an infinite grad entry makes the whole row NaN; grad - exp(y) * sum(grad) "
-        "gives -+inf off that entry",
-    "softmax.backward|extreme|extreme":
-        "rows kernel: grad - dot overflows: softmax.backward([max, -max, max, 0.5], [0.25, 0.75, 0, 0]) "
-        "is [nan (float32) / inf (float64), -0.375 max, nan, 0], exact [0.375 max, -0.375 max, 0, 0]",
-    "log_softmax|extreme|extreme":
-        "rows kernel (float64): x - max overflows to NaN: log_softmax([max, -max, 0, 1]) gives "
-        "[0.0, nan, ...], exact [-0.0, -inf, -max, -max]",
-    "log_softmax.backward|extreme|extreme":
-        "rows kernel: sum(grad) overflows: log_softmax.backward([max, max, 1, 1], log([.5, .5, 0, 0])) "
-        "is NaN, exact [-4.2e291, -4.2e291, 1, 1] (float64)",
-    "swiglu.backward|extreme|extreme":
-        "gated backward gufunc (float64): da = (grad * b) * f'(a) gives inf * 0 = NaN at "
-        "grad=b=max, a=-max; the exact da underflows to +-0.0",
-    "geglu.backward|extreme|extreme":
-        "gated backward gufunc (float64): da = (grad * b) * f'(a) gives inf * 0 = NaN at "
-        "grad=b=max, a=-max; the exact da underflows to +-0.0",
-    "prelu|special|inf":
-        "leaky_relu kernel: a weight (slope) of 0 at x=-inf gives 0 * -inf = NaN; the catalog's "
-        "limit for slope 0 is 0 (leaky_relu(x=-inf, negative_slope=0) is NaN too)",
-    "prelu.backward|special|inf":
-        "prelu dweight kernels (fastact/cpu/layers.py and fastact/cuda/layers.py): the Neumaier "
-        "error term of an infinite running sum is inf - inf = NaN, so dweight is NaN where the "
-        "sum is +-inf (grad=inf or x=-inf with no opposite infinity); fix: return s where s is "
-        "+-inf instead of s + e",
-    "prelu.backward|extreme|extreme":
-        "prelu dweight kernels: products that overflow and cancel give NaN: dweight of "
-        "grad=[max, -max], x=[-max, -max] is NaN, the exact sum is 0 (float64); a +-inf sum "
-        "is NaN too (as above)",
     "softsign.backward|extreme|extreme":
         "float64 softsign.backward(max, max/3) is 0: f'(x) = 9/max^2 underflows before the product, "
         "the exact result 5.0e-308 is a normal number",

@@ -110,6 +110,45 @@ def test_gated_bad_input():
         fastact.swiglu(np.ones((2, 4)), axis=2)
 
 
+def _exact_float(v, dt):
+    """An mpf as the nearest ``dt`` value (IEEE: +-inf past the largest, a
+    zero with v's sign below the smallest subnormal)."""
+    big = float(np.finfo(dt).max)
+    if abs(v) >= mp.mpf(big) * (1 + mp.mpf(2) ** -(np.finfo(dt).nmant + 1)):
+        return dt.type(math.copysign(math.inf, v))
+    with np.errstate(under="ignore"):
+        r = dt.type(float(v)) if v != 0 else dt.type(0.0)
+    return r if r != 0 or v == 0 else dt.type(math.copysign(0.0, v))
+
+
+@pytest.mark.parametrize("f,kw,entry", GATED, ids=GATED_IDS)
+def test_gated_backward_overflowing_grad_times_b_is_the_ieee_product(f, kw, entry):
+    """da = grad * b * f'(a) where grad * b overflows (float64): the exact
+    product rounded, +-inf only where it overflows, a signed zero where
+    f'(a) underflows to zero (not inf * 0 = NaN); NaN only where the exact
+    product has inf * 0 or a NaN."""
+    dt = np.dtype(np.float64)
+    M = float(np.finfo(dt).max)
+    g = np.array([M, M, -M, M, M, M / 3, 0.0, M, np.inf, M, -M, 2.0])
+    a = np.array([-M, -M, -M, -0.75, 0.5, 1.5, 1.0, -5.0, -np.inf, np.nan, -700.0, 3.0])
+    b = np.array([M, -M, M, 1.5, 2.0, -M, M, M / 8, 1.0, 1.0, 4.0, 5.0])
+    with np.errstate(over="ignore"):
+        da, db = f.backward(g, a, b, **kw)
+    with mp.workprec(200):
+        for i in range(len(g)):
+            if math.isnan(a[i]) or math.isinf(a[i]) or math.isinf(g[i]):
+                continue
+            fp = entry.ref_grad(mp, mp.mpf(float(a[i])))
+            want = _exact_float(mp.mpf(float(g[i])) * mp.mpf(float(b[i])) * fp, dt)
+            what = f"grad={g[i]!r} a={a[i]!r} b={b[i]!r}: da={da[i]!r}, exact {want!r}"
+            if want == 0 or math.isinf(want):
+                assert _bits(da[i]) == _bits(want), what  # the sign of a zero too
+            else:
+                assert A.ulp_error(mp, da[i], mp.mpf(float(g[i])) * mp.mpf(float(b[i])) * fp, dt) <= 2, what
+    assert np.isnan(da[8]) and np.isnan(da[9])  # inf * 1 * f'(-inf) = inf * 0; a NaN operand
+    assert np.all(da[:8] == da[:8])  # none of the finite operands gives NaN
+
+
 # -------------------------------------------------------------------- maxout
 
 
@@ -259,7 +298,7 @@ def test_prelu_kernels_are_bitwise_the_leaky_relu_ufuncs():
     entry = CATALOG["leaky_relu"]
     rng = np.random.default_rng(9)
     for x, w, axis in _prelu_cases():
-        compute = np.result_type(x.dtype, np.asarray(w).dtype)
+        compute = np.result_type(x.dtype, w)  # a Python float weight is weak (NEP 50)
         wb = _slope(x, w, axis)
         g = rng.standard_normal(x.shape).astype(x.dtype)
         with np.errstate(all="ignore"):
@@ -286,8 +325,9 @@ def test_prelu_kernels_are_bitwise_the_leaky_relu_ufuncs():
             if np.isfinite(col).all():
                 exact = mp.mpf(math.fsum(col.tolist()))
                 assert A.ulp_error(mp, got, exact, compute) <= (1 if compute == np.float64 else 0.5 + 1e-9), what
-            else:  # an infinity or NaN among the terms: NaN (Neumaier's error term)
-                assert np.isnan(got), what
+            else:  # an infinity or NaN among the terms (from inf / NaN operands): IEEE's sum
+                want = np.nan if np.isnan(col).any() or (np.inf in col and -np.inf in col) else col[np.isinf(col)][0]
+                assert _bits(np.asarray(got, np.float64)) == _bits(np.asarray(want)) or np.isnan(got) and np.isnan(want), what
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -375,11 +415,181 @@ def test_prelu_out_dtypes_and_conversions():
         np.testing.assert_array_equal(_bits(dx), _bits(back(g_, x_, w_[:, None], dtype=np.float64)))
         terms = np.where(x_ > 0, 0.0, x_.astype(np.float64) * g_)
         np.testing.assert_array_max_ulp(dw, np.array([math.fsum(terms[:, c].ravel().tolist()) for c in range(4)]), 1)
-    np.testing.assert_array_equal(_bits(fastact.prelu(x32, 0.3)), _bits(np.where(x32 > 0, x32, 0.3 * x32.astype(np.float64))))
+    # a Python float weight is weak (NEP 50): float32, as NumPy's x32 * 0.3
+    np.testing.assert_array_equal(_bits(fastact.prelu(x32, 0.3)), _bits(np.where(x32 > 0, x32, x32 * 0.3)))
     # 0-d: NumPy scalars, as the ufuncs return
     assert type(fastact.prelu(-2.0, 0.5)) is np.float64 and fastact.prelu(-2.0, 0.5) == -1.0
     dx0, dw0 = fastact.prelu.backward(np.float32(3), np.float32(-2), np.float32(0.5))
     assert type(dx0) is np.float32 and type(dw0) is np.float32 and (dx0, dw0) == (1.5, -6.0)
+
+
+def _ieee_dweight(g, x):
+    """sum of g*x over not (x > 0) with the IEEE meaning of the exact sum, by
+    exact arithmetic: NaN for a NaN operand, 0 * inf or +inf with -inf; else
+    an infinite term's infinity; else the exact sum rounded once (+-inf past
+    the largest float, +0.0 for an exact zero, as the round-to-nearest sum)."""
+    from fractions import Fraction
+
+    total, infs = Fraction(0), set()
+    for gv, xv in zip(np.asarray(g, np.float64).tolist(), np.asarray(x, np.float64).tolist()):
+        if xv > 0:
+            continue
+        if math.isnan(gv) or math.isnan(xv):
+            return math.nan
+        if math.isinf(gv) or math.isinf(xv):
+            if gv == 0 or xv == 0:
+                return math.nan
+            infs.add(math.copysign(1.0, gv) * math.copysign(1.0, xv))
+            continue
+        total += Fraction(gv) * Fraction(xv)
+    if infs:
+        return math.nan if len(infs) == 2 else math.inf * infs.pop()
+    try:
+        return float(total)
+    except OverflowError:
+        return math.inf if total > 0 else -math.inf
+
+
+def _dweight_columns():
+    """(g, x) columns of float64 cases: infinite sums, overflowing products
+    that cancel, sums that overflow, and the NaN cases that stay."""
+    M = float(np.finfo(np.float64).max)
+    p = 2.0 ** 515
+    return [
+        ([np.inf, 1.0], [-1.0, -2.0]),  # -inf
+        ([1.0, 2.0, -np.inf], [-np.inf, -2.0, -3.0]),  # -inf twice (x = -inf, grad = -inf)
+        ([1.0, -1.0], [-np.inf, -np.inf]),  # -inf + inf: NaN
+        ([0.0, 1.0], [-np.inf, -1.0]),  # 0 * inf: NaN
+        ([np.nan, 1.0], [-1.0, -1.0]),  # NaN grad at x <= 0: NaN
+        ([1.0, 1.0], [np.nan, -1.0]),  # NaN x: NaN
+        ([np.nan, np.inf, 2.0], [1.0, 1.0, -1.0]),  # NaN and inf grads at x > 0: not counted
+        ([M, -M], [-M, -M]),  # products overflow, cancel: 0
+        ([M, -M, 3.0], [-M, -M, -2.0]),  # ... leaving -6
+        ([p, -p, 3.0], [-p, -(p - 2.0 ** 463), 1.0]),  # -2**1030 + 2**1030 - 2**978: -2**978
+        ([M, M, -M], [-M, -M / 2, -M]),  # -M**2 / 2: overflows to -inf
+        ([M / 2, M / 2, M / 2, -1.0], [-1.0, -1.0, -1.0, -M]),  # the sum overflows: -inf
+        ([M / 2, M / 2, -M], [-1.0, -1.0, -1.0]),  # the running sum overflows, the total is 0
+        ([1e300, -1e300, 5e-324], [-1e10, -1e10, -1.0]),  # products of 1e310 that cancel: -5e-324
+    ]
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first", "one_weight"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_prelu_dweight_is_the_ieee_sum(layout, threads, monkeypatch):
+    """dweight where a sum is infinite or a product overflows: the IEEE value
+    of the exact sum (as PyTorch's float64 sum for the infinite terms), never
+    the NaN of a compensation (inf - inf) or of products that overflow and
+    cancel; NaN where +inf meets -inf, 0 * inf, or a NaN is summed. Exact
+    references (Fraction), zero signs compared; one thread and several
+    (chunks folded with two-sums)."""
+    from fastact.cpu import threads as _threads
+
+    cols = _dweight_columns()
+    n = max(len(g) for g, _ in cols) + 2
+    # padding: x > 0 (not counted) with finite grads; rows of 2, rows of 1
+    g = np.ones((n, len(cols)))
+    x = np.full((n, len(cols)), 5.0)
+    for c, (gc, xc) in enumerate(cols):
+        g[:len(gc), c], x[:len(xc), c] = gc, xc
+    monkeypatch.setattr(_threads, "MIN_PARALLEL_ELEMENTS_CHEAP", 4)
+    old = fastact.get_num_threads()
+    fastact.set_num_threads(threads)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # the inputs' own products, below
+            want = np.array([_ieee_dweight(g[:, c], x[:, c]) for c in range(len(cols))])
+        for c in range(len(cols)):
+            if layout == "channels_last":
+                _, dw = fastact.prelu.backward(g, x, np.full(len(cols), 0.5), axis=-1)
+                got = dw[c]
+            elif layout == "channels_first":
+                _, dw = fastact.prelu.backward(g.T.copy(), x.T.copy(), np.full(len(cols), 0.5), axis=0)
+                got = dw[c]
+            else:
+                _, got = fastact.prelu.backward(np.tile(g[:, c], 3), np.tile(x[:, c], 3), 0.5)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    want[c] = _ieee_dweight(np.tile(g[:, c], 3), np.tile(x[:, c], 3))
+            what = f"{layout} column {c}: {cols[c]}: got {got!r}, exact {want[c]!r}"
+            assert _bits(np.float64(got)) == _bits(np.float64(want[c])) or (np.isnan(got) and np.isnan(want[c])), what
+    finally:
+        fastact.set_num_threads(old)
+
+
+def test_prelu_dweight_float32_infinities():
+    """float32: an infinite x or grad (no opposite one) gives +-inf in float32,
+    a NaN only where +inf meets -inf or 0 * inf."""
+    g = np.array([[1.0, np.inf, 1.0, 0.0], [2.0, 1.0, -1.0, 1.0]], np.float32)
+    x = np.array([[-np.inf, -1.0, -np.inf, -np.inf], [-1.0, -2.0, -np.inf, -1.0]], np.float32)
+    _, dw = fastact.prelu.backward(g, x, np.full(4, 0.25, np.float32))
+    assert dw.dtype == np.float32
+    np.testing.assert_array_equal(dw, np.array([-np.inf, -np.inf, np.nan, np.nan], np.float32))
+    # float32 finite terms cannot overflow float64: a float32 overflow of the sum is the cast's
+    big = np.float32(np.finfo(np.float32).max)
+    _, dw = fastact.prelu.backward(np.full(4, big), np.full(4, -big), np.float32(1.0))
+    assert dw == np.float32(-np.inf)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_slope_zero_at_minus_inf_is_a_signed_zero(dtype):
+    """leaky_relu and prelu with a slope of 0: slope * x is a zero for every
+    finite x < 0 (-0.0 for +0.0, +0.0 for -0.0, IEEE), and so is the limit
+    at x = -inf, where the product 0 * -inf would be NaN; the catalog's limits
+    say the same. The derivative there is the slope (no product with x)."""
+    dt = np.dtype(dtype)
+    x = np.array([-np.inf, -np.finfo(dt).max, -2.0, -0.0, 0.0, 3.0, np.inf, np.nan], dt)
+    leaky = CATALOG["leaky_relu"]
+    for s in (0.0, -0.0):
+        want = np.array([s * -1.0, s * -1.0, s * -1.0, s * -0.0, s * 0.0, 3.0, np.inf, np.nan], dt)
+        assert _bits(np.asarray(leaky.limits(s)[0], dt)) == _bits(np.asarray(s * -1.0, dt))
+        for y in (fastact.leaky_relu(x, negative_slope=s), fastact.prelu(x, s, axis=0),
+                  fastact.prelu(x, np.full(x.size, s, dt), axis=0), fastact.prelu(x[:, None], np.array([s, 0.5], dt)[:1])):
+            y = np.asarray(y).reshape(-1)
+            assert y.dtype == dt
+            assert np.array_equal(np.isnan(y), np.isnan(want))
+            np.testing.assert_array_equal(_bits(y[:-1]), _bits(want[:-1]))
+        for i, v in enumerate(x[:-1]):  # the scalar path agrees
+            assert _bits(np.asarray(fastact.leaky_relu(v, negative_slope=s))) == _bits(want[i:i + 1])[0]
+        gr = np.array([1.0, -1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0], dt)
+        dx = fastact.leaky_relu.backward(gr, x, negative_slope=s)
+        dxp, _ = fastact.prelu.backward(gr, x, np.array([s], dt), axis=0)
+        wd = np.array([s * 1.0, s * -1.0, s * 2.0, s, s, 1.0, 1.0, np.nan], dt)
+        for d in (dx, dxp):
+            np.testing.assert_array_equal(_bits(d[:-1]), _bits(wd[:-1]))
+            assert np.isnan(d[-1])
+    # a nonzero slope keeps its infinite limit
+    np.testing.assert_array_equal(fastact.leaky_relu(x[:1], negative_slope=0.5), [-np.inf])
+    np.testing.assert_array_equal(fastact.leaky_relu(x[:1], negative_slope=-0.5), [np.inf])
+
+
+def test_prelu_weight_dtype_follows_numpy_promotion():
+    """NumPy 2 (NEP 50): a Python float or int weight is weak (float32 x stays
+    float32, as x * w in NumPy and leaky_relu with that slope, bitwise), a
+    NumPy float64 scalar or array is strong (float64, as np.multiply);
+    forward, dx and dweight."""
+    rng = np.random.default_rng(12)
+    x32 = (rng.standard_normal((3, 4)) * 3).astype(np.float32)
+    g32 = rng.standard_normal((3, 4)).astype(np.float32)
+    for w in (0.3, 2):
+        want = np.multiply(x32, w).dtype
+        assert want == np.float32
+        y = fastact.prelu(x32, w)
+        dx, dw = fastact.prelu.backward(g32, x32, w)
+        assert y.dtype == dx.dtype == dw.dtype == want
+        np.testing.assert_array_equal(_bits(y), _bits(fastact.leaky_relu(x32, negative_slope=w)))
+        np.testing.assert_array_equal(_bits(y), _bits(np.where(x32 > 0, x32, x32 * w)))
+        np.testing.assert_array_equal(_bits(dx), _bits(fastact.leaky_relu.backward(g32, x32, negative_slope=w)))
+        terms = np.where(x32 > 0, 0.0, x32.astype(np.float64) * g32)
+        assert dw == np.float32(math.fsum(terms.ravel().tolist()))
+        out = np.empty((2, 3, 4), np.float32)  # a broadcast out=: NumPy's ufunc, the same values
+        np.testing.assert_array_equal(_bits(fastact.prelu(x32, w, out=out)[1]), _bits(y))
+    for w in (np.float64(0.3), np.full(4, 0.3), np.asarray(0.3)):
+        want = np.multiply(x32, w).dtype
+        assert want == np.float64
+        y = fastact.prelu(x32, w, axis=-1)
+        dx, dw = fastact.prelu.backward(g32, x32, w, axis=-1)
+        assert y.dtype == dx.dtype == dw.dtype == want
+    assert fastact.prelu(x32, np.float32(0.3)).dtype == np.float32
+    assert fastact.prelu(x32.astype(np.float16), 0.3).dtype == np.float16
+    assert fastact.prelu(np.arange(-3, 3), 0.5).dtype == np.float64
 
 
 def test_prelu_kernels_are_vectorized():
