@@ -1,8 +1,9 @@
-"""Command line: ``python -m fastact bench [--quick] [--json] [--ops a,b] ...``."""
+"""Command line: ``python -m fastact bench [--quick] [--json] [--ops a,b] ...`` and
+``python -m fastact info [--json]``."""
 
 import sys
 
-USAGE = "usage: python -m fastact bench [--help]"
+USAGE = "usage: python -m fastact bench [--help] | info [--json]"
 
 
 def main(argv=None):
@@ -14,6 +15,10 @@ def main(argv=None):
         from fastact.bench.cli import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[0] == "info":
+        from fastact.info import main as info_main
+
+        return info_main(argv[1:])
     print(f"unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
     return 2
 
